@@ -1,0 +1,35 @@
+# Every target creates .venv if missing and installs with the constraints file,
+# so a fresh machine needs nothing but Python 3.11 and make.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+EXTRAS  ?= dev,rl
+STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma   := ,
+
+.PHONY: demo test lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip -c constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: venv
+	$(BIN)/synctwin demo
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/synctwin bench twin
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,76 @@
+"""Demand: piecewise-constant hourly Poisson arrivals per item class, with surges.
+
+Arrivals are drawn one hour at a time as continuous times (Poisson counts per
+constant-rate segment, uniform times within it), so the twin's waiting times are
+exact between ticks and demand does not depend on what the controllers do: the
+same seed gives every strategy the same arrivals (common random numbers).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from twin.scenario import MINUTES_PER_DAY, Scenario, Surge
+
+
+def rate_per_hour(scenario: Scenario, cls: int, minute: float) -> float:
+    """Planned arrivals per hour of class ``cls`` at absolute ``minute`` (surges included)."""
+    c = scenario.item_classes[cls]
+    day, minute_of_day = divmod(int(minute), MINUTES_PER_DAY)
+    rate = (
+        c.hourly_rates[minute_of_day // 60] * c.weekday_factors[(scenario.start_weekday + day) % 7]
+    )
+    for d in scenario.disruptions:
+        if (
+            isinstance(d, Surge)
+            and d.start_minute <= minute < d.end_minute
+            and d.item_class in (None, c.name)
+        ):
+            rate *= d.multiplier
+    return rate
+
+
+class ArrivalStream:
+    """Arrival times and classes, generated an hour at a time from its own generator."""
+
+    def __init__(self, scenario: Scenario, rng: np.random.Generator, start_minute: float) -> None:
+        self._scenario = scenario
+        self._rng = rng
+        surge_edges = {
+            m
+            for d in scenario.disruptions
+            if isinstance(d, Surge)
+            for m in (d.start_minute, d.end_minute)
+        }
+        self._edges = sorted(surge_edges)
+        self.times: list[float] = []
+        self.classes: list[int] = []
+        self.i = 0
+        self.hour_end = float(start_minute)  # arrivals are known up to here
+
+    def generate_next_hour(self) -> None:
+        """Draw the arrivals of the next hour (or the rest of the current one)."""
+        start = self.hour_end
+        end = float((int(start) // 60 + 1) * 60)
+        cuts = [start, *(e for e in self._edges if start < e < end), end]
+        times: list[np.ndarray] = []
+        classes: list[np.ndarray] = []
+        for a, b in itertools.pairwise(cuts):
+            for cls in range(len(self._scenario.item_classes)):
+                lam = rate_per_hour(self._scenario, cls, a) * (b - a) / 60.0
+                n = int(self._rng.poisson(lam)) if lam > 0 else 0
+                if n:
+                    times.append(a + (b - a) * self._rng.random(n))
+                    classes.append(np.full(n, cls))
+        if times:
+            t = np.concatenate(times)
+            c = np.concatenate(classes)
+            order = np.argsort(t, kind="stable")
+            self.times = t[order].tolist()
+            self.classes = c[order].tolist()
+        else:
+            self.times, self.classes = [], []
+        self.i = 0
+        self.hour_end = end

@@ -1,0 +1,81 @@
+"""Work items and the per-sector queue.
+
+Items are light records, not Mesa agents: a day of a fulfilment centre moves
+thousands of them. A queue serves FIFO or earliest-due-first on demand, so a
+controller can switch discipline at any decision without re-sorting: both
+orders are kept, and entries taken through one are skipped lazily in the other.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from enum import IntEnum
+
+
+class ItemState(IntEnum):
+    QUEUED = 0
+    IN_SERVICE = 1
+    DONE = 2
+
+
+class Item:
+    """One unit of work (an order, a pallet, a claim)."""
+
+    __slots__ = ("arrive", "cls", "due", "id", "late", "qtoken", "sector", "sector_arrive", "state")
+
+    def __init__(self, item_id: int, cls: int, arrive: float, due: float, sector: int) -> None:
+        self.id = item_id
+        self.cls = cls
+        self.arrive = arrive  # minute it entered the operation
+        self.due = due  # minute it is due out of the operation
+        self.sector = sector
+        self.sector_arrive = arrive  # minute it entered its current sector
+        self.late = False  # its due time passed before it left
+        self.state = ItemState.QUEUED
+        self.qtoken = 0  # bumped on every enqueue; older queue entries are stale
+
+
+class SectorQueue:
+    """Items waiting in one sector, served FIFO or earliest-due-first."""
+
+    __slots__ = ("_edd", "_fifo", "_seq", "n")
+
+    def __init__(self) -> None:
+        self._fifo: deque[tuple[int, Item]] = deque()
+        self._edd: list[tuple[float, int, int, Item]] = []
+        self._seq = 0
+        self.n = 0
+
+    def push(self, item: Item, front: bool = False) -> None:
+        """Enqueue ``item``; ``front`` puts a handed-back item at the head of the FIFO order."""
+        item.qtoken += 1
+        item.state = ItemState.QUEUED
+        entry = (item.qtoken, item)
+        if front:
+            self._fifo.appendleft(entry)
+        else:
+            self._fifo.append(entry)
+        self._seq += 1
+        heapq.heappush(self._edd, (item.due, self._seq, item.qtoken, item))
+        self.n += 1
+
+    def pop(self, priority: str) -> Item:
+        """Take the next item by ``priority`` ("fifo" or "edd"). The queue must not be empty."""
+        if priority == "edd":
+            while True:
+                _, _, token, item = heapq.heappop(self._edd)
+                if item.state is ItemState.QUEUED and item.qtoken == token:
+                    break
+        else:
+            while True:
+                token, item = self._fifo.popleft()
+                if item.state is ItemState.QUEUED and item.qtoken == token:
+                    break
+        item.state = ItemState.IN_SERVICE
+        self.n -= 1
+        return item
+
+    def items(self) -> list[Item]:
+        """The queued items in FIFO order (for snapshots and checks)."""
+        return [it for tok, it in self._fifo if it.state is ItemState.QUEUED and it.qtoken == tok]
