@@ -3,9 +3,9 @@
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
-EXTRAS  ?= dev,rl
-STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+EXTRAS  ?= dev,train
 comma   := ,
+STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: demo test lint bench venv clean
 

@@ -116,7 +116,7 @@ class OperationModel(mesa.Model):
         self._heap: list[tuple[float, int, int, int, object, object]] = []
         self._seq = count()
         self.queues = [SectorQueue() for _ in range(n_sectors)]
-        self._idle: list[list[Worker]] = [[] for _ in range(n_sectors + 1)]
+        self._idle: list[dict[Worker, None]] = [{} for _ in range(n_sectors + 1)]  # ordered sets
         self.count = [[0] * N_STATES for _ in range(n_sectors + 1)]  # workers by (sector, state)
         self.down = [0] * n_sectors  # stations failed
         self.outage = [0] * n_sectors  # stations in a scheduled outage
@@ -409,7 +409,7 @@ class OperationModel(mesa.Model):
         idle = self._idle[s]
         q = self.queues[s]
         while idle and q.n and self._stations_free(s):
-            self._start(idle[-1], q.pop(self._priority[s]), t, BUSY)
+            self._start(next(reversed(idle)), q.pop(self._priority[s]), t, BUSY)
 
     def _dispatch_all(self, t: float) -> None:
         for s in range(len(self.sector_names)):
@@ -491,9 +491,9 @@ class OperationModel(mesa.Model):
         self.count[old_s][old_state] -= 1
         self.count[sector][state] += 1
         if old_state is IDLE:
-            self._idle[old_s].remove(w)
+            del self._idle[old_s][w]
         if state is IDLE:
-            self._idle[sector].append(w)
+            self._idle[sector][w] = None
         w.state, w.sector, w.since = state, sector, t
 
     def _shift_start(self, k: int, day: int, t: float) -> None:

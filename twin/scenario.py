@@ -334,8 +334,8 @@ class Scenario(_Frozen):
     start_weekday: int = Field(0, ge=0, le=6, description="0 = Monday")
     tick_minutes: int = Field(1, ge=1, le=60)
     decision_interval_minutes: int = Field(30, ge=1)
-    sectors: tuple[Sector, ...] = Field(min_length=1)
-    item_classes: tuple[ItemClass, ...] = Field(min_length=1)
+    sectors: tuple[Sector, ...]
+    item_classes: tuple[ItemClass, ...]
     workforce: Workforce
     plan: dict[str, SectorPlan] = Field(default_factory=dict)
     costs: Costs
@@ -343,6 +343,8 @@ class Scenario(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        if not self.sectors or not self.item_classes:
+            raise ValueError("needs at least one sector and one item class")
         names = [s.name for s in self.sectors]
         known = set(names)
         if len(known) != len(names):
