@@ -108,14 +108,19 @@ def simulate(
     seed: SeedOpt = 0,
     out: Annotated[Path | None, typer.Option(help="directory for kpis.json + timeseries")] = None,
     days: Annotated[int | None, typer.Option(help="override the scenario's horizon")] = None,
+    log_events: Annotated[
+        Path | None, typer.Option(help="write the twin's event log (CSV) into this directory")
+    ] = None,
 ) -> None:
     """Run the twin of SCENARIO under STRATEGY and print its KPIs."""
     from rich.progress import Progress
 
     from agents import make_controller
+    from twin.eventlog import EventLog
     from twin.runner import simulate as run_sim
     from twin.scenario import load_scenario
 
+    log = EventLog() if log_events is not None else None
     with user_errors():
         sc = load_scenario(scenario)
         if days is not None:
@@ -128,7 +133,7 @@ def simulate(
                 if m.minute % 60 == 0:
                     bar.update(task, completed=m.minute)
 
-            model = run_sim(sc, controller, seed, on_tick=tick)
+            model = run_sim(sc, controller, seed, on_tick=tick, event_log=log)
     k = model.kpis()
     cols = {"total": k.total.model_dump()} | {n: r.model_dump() for n, r in k.sectors.items()}
     console.print(kpi_table(f"{sc.name} / {strategy} / seed {seed}", cols))
@@ -150,6 +155,9 @@ def simulate(
         )
         model.timeseries().to_parquet(out / "timeseries.parquet", index=False)
         console.print(f"wrote {out}/kpis.json, {out}/timeseries.parquet, {out}/run.json")
+    if log is not None and log_events is not None:
+        files = log.write(log_events, sc)
+        console.print(f"wrote event log: {', '.join(str(f) for f in files)}")
 
 
 # --------------------------------------------------------------------------- snapshot

@@ -26,6 +26,7 @@ import pandas as pd
 from twin.actions import SectorAction
 from twin.demand import ArrivalStream
 from twin.distributions import DurationStream
+from twin.eventlog import EventLog
 from twin.kpis import KpiRecord, Kpis
 from twin.queues import Item, ItemState, SectorQueue
 from twin.scenario import EXIT, MINUTES_PER_DAY, Absenteeism, EquipmentBreakdown, Scenario
@@ -67,6 +68,8 @@ class OperationModel(mesa.Model):
         rng: the one source of randomness (a ``numpy.random.Generator`` or a seed).
         record_every_minutes: how often the DataCollector records the time series.
         start_minute: clock at creation (``from_snapshot`` uses it).
+        event_log: if given, every item event, attendance and equipment event is
+            appended to it (see :mod:`twin.eventlog`).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class OperationModel(mesa.Model):
         *,
         record_every_minutes: int = 15,
         start_minute: float = 0.0,
+        event_log: EventLog | None = None,
         _fresh: bool = True,
     ) -> None:
         master = np.random.default_rng(rng)
@@ -92,6 +96,7 @@ class OperationModel(mesa.Model):
         self._initial_items = 0  # items a snapshot brought in (not counted as arrivals)
         self._needs_dispatch = False  # a rebuilt twin dispatches on its first step
         self.record_every_minutes = record_every_minutes
+        self.event_log = event_log
 
         # named random streams, split once from the master generator
         streams = self.rng.spawn(4 + n_sectors)
@@ -370,10 +375,14 @@ class OperationModel(mesa.Model):
                 self._dispatch_all(t)
             elif kind == _FAIL:
                 self.down[a] += 1  # type: ignore[index]
+                if self.event_log is not None:
+                    self.event_log.equipment.append((a, "failure", t))  # type: ignore[arg-type]
                 bd = self.scenario.sectors[a].breakdowns  # type: ignore[index]
                 self._push(t + self._draw(bd.repair), _REPAIR, a)  # type: ignore[union-attr]
             elif kind == _REPAIR:
                 self.down[a] -= 1  # type: ignore[index]
+                if self.event_log is not None:
+                    self.event_log.equipment.append((a, "repair", t))  # type: ignore[arg-type]
                 bd = self.scenario.sectors[a].breakdowns  # type: ignore[index]
                 self._push(t + self._draw(bd.time_to_failure), _FAIL, a)  # type: ignore[union-attr]
                 self._dispatch(a, t)  # type: ignore[arg-type]
@@ -397,6 +406,8 @@ class OperationModel(mesa.Model):
         item.sector_arrive = t
         self.sector_arrived[s] += 1
         self._tick_in[s] += 1
+        if self.event_log is not None:
+            self.event_log.items.append((item.id, item.cls, s, "arrive", t, -1))
         self.queues[s].push(item)
         self._dispatch(s, t)
 
@@ -422,6 +433,8 @@ class OperationModel(mesa.Model):
         s = w.sector
         w.item = item
         self._move(w, state, s, t)
+        if self.event_log is not None:
+            self.event_log.items.append((item.id, item.cls, s, "start", t, w.unique_id))
         duration = self._service[s].next() / self._efficiency(w, s)
         self._push(t + duration, _COMPLETE, w, w.token)
 
@@ -433,6 +446,8 @@ class OperationModel(mesa.Model):
         self.processed[s] += 1
         self._tick_out[s] += 1
         self.sector_time_sum[s] += t - item.sector_arrive
+        if self.event_log is not None:
+            self.event_log.items.append((item.id, item.cls, s, "finish", t, w.unique_id))
         nxt = self._next_sector(item.cls, s)
         if nxt < 0:
             item.state = ItemState.DONE
@@ -508,7 +523,10 @@ class OperationModel(mesa.Model):
         u = self._rng_absence.random(len(workers)).tolist()
         for w, x in zip(workers, u, strict=True):
             w.overtime_used = 0.0
-            self._move(w, ABSENT if x < base + extra[w.home] else IDLE, w.home, t)
+            absent = x < base + extra[w.home]
+            self._move(w, ABSENT if absent else IDLE, w.home, t)
+            if self.event_log is not None:
+                self.event_log.attendance.append((day, k, w.home, w.unique_id, not absent))
         self._dispatch_all(t)
 
     def _shift_end(self, k: int, t: float) -> None:

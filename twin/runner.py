@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from twin.actions import Controller
+from twin.eventlog import EventLog
 from twin.model import OperationModel
 from twin.scenario import Scenario
 
@@ -37,9 +38,13 @@ def simulate(
     seed: int,
     on_tick: Callable[[OperationModel], None] | None = None,
     record_every_minutes: int = 15,
+    event_log: EventLog | None = None,
 ) -> OperationModel:
     """A fresh twin of ``scenario`` seeded with ``seed``, run to the horizon."""
     model = OperationModel(
-        scenario, rng=np.random.default_rng(seed), record_every_minutes=record_every_minutes
+        scenario,
+        rng=np.random.default_rng(seed),
+        record_every_minutes=record_every_minutes,
+        event_log=event_log,
     )
     return run(model, controller, on_tick=on_tick)
