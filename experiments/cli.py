@@ -118,13 +118,15 @@ def simulate(
     from agents import make_controller
     from twin.eventlog import EventLog
     from twin.runner import simulate as run_sim
-    from twin.scenario import load_scenario
+    from twin.scenario import load_scenario, scenario_from_dict
 
     log = EventLog() if log_events is not None else None
     with user_errors():
         sc = load_scenario(scenario)
         if days is not None:
-            sc = sc.model_copy(update={"horizon_days": days})
+            sc = scenario_from_dict(
+                sc.model_dump(mode="json") | {"horizon_days": days}, f"{sc.name} with --days"
+            )
         controller = make_controller(strategy, sc, seed)
         with Progress(console=err_console, transient=True, disable=sc.horizon_days < 2) as bar:
             task = bar.add_task(f"{sc.name} / {strategy}", total=sc.horizon_minutes)

@@ -94,7 +94,7 @@ def test_snapshot_prints_valid_json() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["simulate", "--scenario", "nope"], "built-ins: default"),
+        (["simulate", "--scenario", "nope"], "not a file, and not a built-in (built-ins: "),
         (["simulate", "--strategy", "magic"], "valid: "),
         (["snapshot", "--at", "99999"], "--at must be within"),
     ],

@@ -374,10 +374,14 @@ class OperationModel(mesa.Model):
                         self._move(w, IDLE, w.sector, t)
                 self._dispatch_all(t)
             elif kind == _FAIL:
+                bd = self.scenario.sectors[a].breakdowns  # type: ignore[index]
+                if self.down[a] + self.outage[a] >= self._stations[a]:  # type: ignore[index]
+                    # every station is already out: this one cannot fail on top
+                    self._push(t + self._draw(bd.time_to_failure), _FAIL, a)  # type: ignore[union-attr]
+                    continue
                 self.down[a] += 1  # type: ignore[index]
                 if self.event_log is not None:
                     self.event_log.equipment.append((a, "failure", t))  # type: ignore[arg-type]
-                bd = self.scenario.sectors[a].breakdowns  # type: ignore[index]
                 self._push(t + self._draw(bd.repair), _REPAIR, a)  # type: ignore[union-attr]
             elif kind == _REPAIR:
                 self.down[a] -= 1  # type: ignore[index]

@@ -75,7 +75,9 @@ class _Frozen(BaseModel):
 class Breakdowns(_Frozen):
     """Random station failures: each station fails independently."""
 
-    time_to_failure: Distribution = Field(description="minutes of operation between failures")
+    time_to_failure: Distribution = Field(
+        description="minutes from a repair (or the start) to the next failure, in clock time"
+    )
     repair: Distribution = Field(description="minutes to repair a failed station")
 
 
@@ -89,6 +91,12 @@ class Sector(_Frozen):
         None, ge=1, description="stations limiting parallel work; null = no limit"
     )
     breakdowns: Breakdowns | None = None
+
+    @model_validator(mode="after")
+    def _breakdowns_need_stations(self) -> Sector:
+        if self.breakdowns is not None and self.stations is None:
+            raise ValueError("'breakdowns' needs a number of 'stations' that can break")
+        return self
 
     @property
     def display(self) -> str:
@@ -347,8 +355,9 @@ class Scenario(_Frozen):
             raise ValueError("needs at least one sector and one item class")
         names = [s.name for s in self.sectors]
         known = set(names)
-        if len(known) != len(names):
-            raise ValueError("sector names must be unique")
+        _unique("sector", names)
+        _unique("shift", [s.name for s in self.workforce.shifts])
+        _unique("item class", [c.name for c in self.item_classes])
         if EXIT in known:
             raise ValueError(f"{EXIT!r} is reserved as a routing target")
         if self.decision_interval_minutes % self.tick_minutes:
@@ -360,8 +369,6 @@ class Scenario(_Frozen):
                 raise ValueError(f"{where}: unknown sector {sector!r} (sectors: {sorted(known)})")
 
         classes = [c.name for c in self.item_classes]
-        if len(set(classes)) != len(classes):
-            raise ValueError("item class names must be unique")
         for c in self.item_classes:
             check_sector(f"item_classes.{c.name}.entry", c.entry)
             for src, targets in c.routing.items():
@@ -387,6 +394,13 @@ class Scenario(_Frozen):
             sector = getattr(d, "sector", None)
             if sector is not None:
                 check_sector(f"disruptions.{i}", sector)
+            if isinstance(d, EquipmentBreakdown):
+                stations = self.sectors[names.index(d.sector)].stations
+                if stations is None or d.stations > stations:
+                    raise ValueError(
+                        f"disruptions.{i}: {d.sector!r} has {stations or 'no'} stations, "
+                        f"cannot take {d.stations} out"
+                    )
             if isinstance(d, Surge):
                 if d.end_minute <= d.start_minute:
                     raise ValueError(f"disruptions.{i}: end_minute must be after start_minute")
@@ -397,17 +411,26 @@ class Scenario(_Frozen):
 
     def _check_acyclic(self) -> None:
         edges: dict[str, set[str]] = {s.name: set() for s in self.sectors}
+        owners: dict[tuple[str, str], str] = {}
         for c in self.item_classes:
             for src, targets in c.routing.items():
-                edges[src].update(t for t, p in targets.items() if t != EXIT and p > 0)
+                for t, p in targets.items():
+                    if t != EXIT and p > 0:
+                        edges[src].add(t)
+                        owners.setdefault((src, t), c.name)
         state: dict[str, int] = {}
 
         def visit(node: str, path: list[str]) -> None:
             state[node] = 1
             for nxt in edges[node]:
                 if state.get(nxt) == 1:
-                    cycle = " -> ".join([*path[path.index(nxt) :], nxt])
-                    raise ValueError(f"routing has a cycle: {cycle} (handoffs must form a DAG)")
+                    loop = [*path[path.index(nxt) :], nxt]
+                    cycle = " -> ".join(loop)
+                    culprits = sorted({owners[(a, b)] for a, b in itertools.pairwise(loop)})
+                    raise ValueError(
+                        f"routing has a cycle: {cycle} (item classes {', '.join(culprits)}); "
+                        "handoffs must form a DAG"
+                    )
                 if nxt not in state:
                     visit(nxt, [*path, nxt])
             state[node] = 2
@@ -452,7 +475,7 @@ class Scenario(_Frozen):
     def scaled(self, factor: float) -> Scenario:
         """The same operation with workers, stations, flex pool and demand times ``factor``."""
         data = self.model_dump(mode="json")
-        data["name"] = f"{self.name}-x{factor:g}"
+        data["name"] = f"{self.name}-x{factor:g}".replace(".", "_")
         for c in data["item_classes"]:
             c["hourly_rates"] = [r * factor for r in c["hourly_rates"]]
         for per_shift in data["workforce"]["headcount"].values():
@@ -465,6 +488,14 @@ class Scenario(_Frozen):
             if s["stations"] is not None:
                 s["stations"] = max(1, round(s["stations"] * factor))
         return Scenario.model_validate(data)
+
+
+def _unique(kind: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{kind} name {n!r} is used twice; names must be unique")
+        seen.add(n)
 
 
 # --------------------------------------------------------------------------- loading
@@ -495,25 +526,79 @@ def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scena
         raise ScenarioError(_format_errors(err, source)) from None
 
 
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load a built-in scenario by name, or a YAML file by path."""
-    text: str
-    source = str(name_or_path)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of silently keeping the last."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into ``base``: mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(name_or_path: str | Path, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
+    """The raw mapping of a scenario, with ``extends:`` resolved, and a label for errors."""
+    name = str(name_or_path)
     path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
+    if path.suffix in {".yaml", ".yml"}:
         if not path.is_file():
             raise ScenarioError(f"scenario file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-    elif str(name_or_path) in builtin_names():
-        text = (resources.files("twin") / "scenarios" / f"{name_or_path}.yaml").read_text("utf-8")
-        source = f"{name_or_path!r} (built-in)"
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    elif name in builtin_names():
+        text = (resources.files("twin") / "scenarios" / f"{name}.yaml").read_text("utf-8")
+        source = f"{name!r} (built-in)"
+    elif path.is_file():
+        text, source = path.read_text(encoding="utf-8"), str(path)
     else:
         raise ScenarioError(
-            f"unknown scenario {str(name_or_path)!r}: not a file, and not a built-in "
+            f"unknown scenario {name!r}: not a file, and not a built-in "
             f"(built-ins: {', '.join(builtin_names())})"
         )
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as err:
         raise ScenarioError(f"invalid scenario {source}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"invalid scenario {source}: expected a mapping at the top level")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if source in chain:
+            raise ScenarioError(f"invalid scenario {source}: 'extends' loops back to itself")
+        if not Path(str(parent)).is_absolute() and path.parent != Path() and path.is_file():
+            candidate = path.parent / str(parent)
+            parent = candidate if candidate.is_file() else parent
+        base, _ = _read_yaml(parent, (*chain, source))
+        data = _merge(base, data)
+    return data, source
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a built-in scenario by name, or a YAML file by path.
+
+    A file may start from another scenario with ``extends: NAME_OR_PATH`` and give only
+    what differs: mappings are merged key by key, lists and values replace.
+    """
+    data, source = _read_yaml(name_or_path)
     return scenario_from_dict(data, source)
