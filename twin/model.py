@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping
+from functools import partial
 from itertools import count
 
 import mesa
@@ -33,6 +34,7 @@ from twin.scenario import EXIT, MINUTES_PER_DAY, Absenteeism, EquipmentBreakdown
 from twin.snapshot import (
     DUE_BUCKET_REPRESENTATIVE,
     N_BUCKETS,
+    RATE_TIME_CONSTANT_MINUTES,
     OperationSnapshot,
     SectorState,
     WorkerGroup,
@@ -48,8 +50,15 @@ _COMPLETE, _TRANSFER_DONE, _OT_LIMIT, _DUE, _FAIL, _REPAIR, _OUTAGE = 4, 5, 6, 7
 #: at equal times: shift ends before shift starts before everything else
 _PRIO = {_SHIFT_END: 0, _SHIFT_START: 1}
 
-RATE_TIME_CONSTANT_MINUTES = 30.0  # smoothing of the observed arrival/completion rates
 UNLIMITED = 1 << 30
+
+
+def _minute(model: OperationModel) -> float:
+    return model.minute
+
+
+def _row_value(model: OperationModel, key: str) -> float:
+    return model._row[key]
 
 
 class InvariantError(AssertionError):
@@ -244,10 +253,12 @@ class OperationModel(mesa.Model):
     def _schedule_failures(self, t0: float, down: list[int]) -> None:
         """Start each station's failure clock; ``down[s]`` stations start under repair."""
         for s, sec in enumerate(self.scenario.sectors):
-            if sec.breakdowns is None or sec.stations is None:
+            if sec.stations is None:
                 continue
             n_down = min(down[s], sec.stations)
             self.down[s] = n_down
+            if sec.breakdowns is None:
+                continue  # reported failures with no repair model stay down
             for i in range(sec.stations):
                 if i < n_down:
                     self._push(t0 + self._draw(sec.breakdowns.repair), _REPAIR, s)
@@ -676,10 +687,13 @@ class OperationModel(mesa.Model):
         return Kpis(minute=self.minute, total=total, sectors=sectors)
 
     def _reporters(self) -> dict[str, object]:
-        """DataCollector reporters: each reads one field of the row built in ``_maybe_record``."""
-        reporters: dict[str, object] = {"minute": lambda m: m.minute}
+        """DataCollector reporters: each reads one field of the row built in ``_maybe_record``.
+
+        ``partial`` of a module-level function rather than lambdas, so the model pickles.
+        """
+        reporters: dict[str, object] = {"minute": _minute}
         for key in self._row_keys():
-            reporters[key] = lambda m, key=key: m._row[key]
+            reporters[key] = partial(_row_value, key=key)
         return reporters
 
     def _row_keys(self) -> list[str]:

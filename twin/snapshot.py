@@ -22,6 +22,10 @@ from twin.actions import SectorAction
 
 SCHEMA_VERSION = 1
 
+#: Time constant (minutes) of the exponential smoothing behind ``arrival_rate_per_hour``
+#: and ``completion_rate_per_hour``.
+RATE_TIME_CONSTANT_MINUTES = 30.0
+
 #: Upper edges (minutes until due) of the due buckets; the first bucket holds overdue work.
 DUE_BUCKET_EDGES: tuple[float, ...] = (0.0, 30.0, 60.0, 120.0, 240.0, 480.0, math.inf)
 DUE_BUCKET_LABELS: tuple[str, ...] = (

@@ -1,0 +1,128 @@
+"""The policy bundle: the one artefact that leaves training and enters serving.
+
+A bundle is a directory::
+
+    manifest.json        what the policies are, what they expect, and checksums
+    <sector>.onnx        one ONNX policy per sector (or ``shared.onnx`` for a shared policy)
+
+Loading verifies the schema version, that every file listed is present with the
+recorded sha256, and that the feature list and action schema match what this
+version of the twin produces, and fails with a :class:`BundleError` that says which
+of these is wrong. This module imports neither torch nor ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+BUNDLE_SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message says which file or field and why."""
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+
+class ScenarioRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    digest: str
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: everything a server needs to trust and use the policies."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = BUNDLE_SCHEMA_VERSION
+    name: str
+    version: str
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    scenario: ScenarioRef
+    sectors: list[str]
+    policy_files: dict[str, str] = Field(description="sector -> ONNX file name in the bundle")
+    feature_names: list[str]
+    action_schema: dict[str, Any] = Field(description="per sector: the action encoding")
+    files: dict[str, FileEntry] = Field(description="file name -> checksum and size")
+    training: dict[str, Any] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entries(directory: Path, names: list[str]) -> dict[str, FileEntry]:
+    """Checksums of ``names`` inside ``directory``."""
+    return {
+        n: FileEntry(sha256=sha256_file(directory / n), bytes=(directory / n).stat().st_size)
+        for n in names
+    }
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    path = directory / MANIFEST
+    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    return path
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """Read and verify a bundle's manifest and files (not yet its compatibility)."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not directory.is_dir():
+        raise BundleError(f"policy bundle {directory}: not a directory")
+    if not path.is_file():
+        raise BundleError(f"policy bundle {directory}: no {MANIFEST}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(
+            f"policy bundle {directory}: {MANIFEST} is not valid JSON: {err}"
+        ) from None
+    if isinstance(raw, dict) and raw.get("schema_version") != BUNDLE_SCHEMA_VERSION:
+        raise BundleError(
+            f"policy bundle {directory}: schema_version {raw.get('schema_version')!r} is not "
+            f"supported (this SyncTwin reads version {BUNDLE_SCHEMA_VERSION})"
+        )
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5]
+        )
+        raise BundleError(f"policy bundle {directory}: invalid {MANIFEST}: {problems}") from None
+    for sector in manifest.sectors:
+        if sector not in manifest.policy_files:
+            raise BundleError(f"policy bundle {directory}: no policy file for sector {sector!r}")
+    for name in set(manifest.policy_files.values()):
+        if name not in manifest.files:
+            raise BundleError(f"policy bundle {directory}: {name} has no checksum in the manifest")
+    for name, entry in manifest.files.items():
+        f = directory / name
+        if not f.is_file():
+            raise BundleError(f"policy bundle {directory}: missing file {name}")
+        if sha256_file(f) != entry.sha256:
+            raise BundleError(
+                f"policy bundle {directory}: checksum mismatch for {name} "
+                "(the file is corrupt or was changed after export)"
+            )
+    return manifest
