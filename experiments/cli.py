@@ -44,12 +44,13 @@ def user_errors() -> Iterator[None]:
     from pydantic import ValidationError
 
     from agents import StrategyError
+    from policies.bundle import BundleError
     from twin.model import SnapshotError
     from twin.scenario import ScenarioError
 
     try:
         yield
-    except (ScenarioError, StrategyError, SnapshotError, FileNotFoundError) as err:
+    except (ScenarioError, StrategyError, SnapshotError, BundleError, FileNotFoundError) as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as err:
@@ -104,7 +105,9 @@ def kpi_table(title: str, kpis: dict[str, dict[str, float]]) -> Table:
 @app.command()
 def simulate(
     scenario: ScenarioOpt = "default",
-    strategy: Annotated[str, typer.Option(help="static, threshold, ... (see docs)")] = "static",
+    strategy: Annotated[
+        str, typer.Option(help="static, threshold, lookahead, random or policy:BUNDLE_DIR")
+    ] = "static",
     seed: SeedOpt = 0,
     out: Annotated[Path | None, typer.Option(help="directory for kpis.json + timeseries")] = None,
     days: Annotated[int | None, typer.Option(help="override the scenario's horizon")] = None,
@@ -115,7 +118,7 @@ def simulate(
     """Run the twin of SCENARIO under STRATEGY and print its KPIs."""
     from rich.progress import Progress
 
-    from agents import make_controller
+    from experiments.strategies import controller_for
     from twin.eventlog import EventLog
     from twin.runner import simulate as run_sim
     from twin.scenario import load_scenario, scenario_from_dict
@@ -127,7 +130,7 @@ def simulate(
             sc = scenario_from_dict(
                 sc.model_dump(mode="json") | {"horizon_days": days}, f"{sc.name} with --days"
             )
-        controller = make_controller(strategy, sc, seed)
+        controller = controller_for(strategy, sc, seed)
         with Progress(console=err_console, transient=True, disable=sc.horizon_days < 2) as bar:
             task = bar.add_task(f"{sc.name} / {strategy}", total=sc.horizon_minutes)
 
@@ -175,7 +178,7 @@ def snapshot(
     """Run to minute AT and print the live-state snapshot as JSON."""
     import numpy as np
 
-    from agents import make_controller
+    from experiments.strategies import controller_for
     from twin.model import OperationModel
     from twin.runner import run
     from twin.scenario import load_scenario
@@ -185,8 +188,134 @@ def snapshot(
         if not 0 <= at <= sc.horizon_minutes:
             raise typer.BadParameter(f"--at must be within 0..{sc.horizon_minutes} minutes")
         model = OperationModel(sc, rng=np.random.default_rng(seed))
-        run(model, make_controller(strategy, sc, seed), minutes=at)
+        run(model, controller_for(strategy, sc, seed), minutes=at)
     sys.stdout.write(model.snapshot().model_dump_json(indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- baselines
+
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="processes in parallel (default: all cores)")
+]
+
+
+@app.command("tune-baseline")
+def tune_baseline(
+    scenario: ScenarioOpt = "default",
+    seeds: Annotated[int, typer.Option(min=1, help="training seeds per candidate")] = 8,
+    budget: Annotated[int, typer.Option(min=1, help="parameter sets evaluated")] = 60,
+    search_seed: Annotated[int, typer.Option(help="seed of the search itself")] = 0,
+    workers: WorkersOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="tuned JSON (default: agents/tuned/<name>.json for built-ins)"),
+    ] = None,
+) -> None:
+    """Tune the threshold manager for SCENARIO on training seeds (method: agents/tuning.py)."""
+    from rich.progress import Progress
+
+    from agents.tuning import default_output, tune_threshold, write_tuned
+    from twin.scenario import load_scenario
+
+    with user_errors():
+        sc = load_scenario(scenario)
+    total = (budget + 4) * seeds
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task(f"tuning threshold on {sc.name}", total=total)
+        result = tune_threshold(
+            sc,
+            seeds=seeds,
+            budget=budget,
+            search_seed=search_seed,
+            workers=workers,
+            progress=lambda k: bar.advance(task, k),
+        )
+    path = out or default_output(sc)
+    write_tuned(result, path)
+    obj = result["objective"]
+    console.print_json(json.dumps(result["params"]))
+    console.print(
+        f"mean total cost on {len(obj['seeds'])} training seeds: tuned {obj['tuned']:,.1f} "
+        f"vs defaults {obj['defaults']:,.1f}"
+    )
+    console.print(f"wrote {path}")
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def comparison_table(summary, scenario: str) -> Table:
+    """The comparison summary of one scenario: one row per strategy."""
+    import math
+
+    rows = summary[summary["scenario"] == scenario]
+    ref = rows["diff_vs"].iloc[0]
+
+    def ci(r, digits: int = 1, prefix: str = "") -> str:
+        lo, hi = r[f"{prefix}ci95_low"], r[f"{prefix}ci95_high"]
+        mean = f"{r[f'{prefix}mean']:,.{digits}f}"
+        return mean if math.isnan(lo) else f"{mean} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
+
+    table = Table(title=f"{scenario}: mean [95% CI] over seeds", show_lines=False)
+    for col in ("strategy", "total cost", "vs static", f"Δ cost vs {ref} (paired)", "SLA misses"):
+        table.add_column(col, justify="right" if col != "strategy" else "left")
+    for col in ("overtime h", "flex h", "transfers"):
+        table.add_column(col, justify="right")
+    for strategy in dict.fromkeys(rows["strategy"]):
+        k = rows[rows["strategy"] == strategy].set_index("kpi")
+        cost = k.loc["total_cost"]
+        norm = cost["normalized"]
+        table.add_row(
+            strategy,
+            ci(cost, 0),
+            "–" if math.isnan(norm) else f"{norm:.3f}",
+            "–" if strategy == ref else ci(cost, 0, "diff_"),
+            ci(k.loc["sla_misses"]),
+            f"{k.loc['overtime_hours', 'mean']:,.1f}",
+            f"{k.loc['flex_hours', 'mean']:,.1f}",
+            f"{k.loc['transfers', 'mean']:,.1f}",
+        )
+    return table
+
+
+@app.command()
+def compare(
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="scenario(s), comma-separated")
+    ] = "default",
+    strategies: Annotated[
+        str, typer.Option(help="comma-separated; the first is the reference of the differences")
+    ] = "static,threshold,lookahead",
+    seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per strategy")] = 10,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("compare-out"),
+    workers: WorkersOpt = None,
+    report: Annotated[bool, typer.Option(help="write report.html")] = True,
+) -> None:
+    """Compare strategies over seeds (common random numbers) and write results + a report."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from experiments.compare import run_compare, validate, write_comparison
+
+    scenario_list, strategy_list = _split(scenario), _split(strategies)
+    with user_errors():
+        validate(scenario_list, strategy_list)
+    total = len(scenario_list) * len(strategy_list) * seeds
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("runs", total=total)
+        with user_errors():
+            cmp = run_compare(
+                scenario_list,
+                strategy_list,
+                seeds,
+                workers=workers,
+                progress=lambda k: bar.advance(task, k),
+            )
+    paths = write_comparison(cmp, out, report=report)
+    for name in cmp.scenarios:
+        console.print(comparison_table(cmp.summary, name))
+    console.print("wrote " + ", ".join(str(p) for p in paths))
 
 
 # --------------------------------------------------------------------------- bench
@@ -230,6 +359,33 @@ def bench_twin(
         )
     console.print(table)
     console.print(f"wrote {out}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory (has run.json)")],
+    out: Annotated[Path, typer.Option(help="bundle directory to write")],
+    name: Annotated[str | None, typer.Option(help="bundle name (default: the run's)")] = None,
+    version: Annotated[str | None, typer.Option(help="bundle version (default: timestamp)")] = None,
+) -> None:
+    """Export a training run's policies to an ONNX bundle (manifest + one file per sector)."""
+    from training.export import ExportError, export_run
+
+    try:
+        manifest = export_run(run_dir, out, name=name, version=version)
+    except ExportError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    checks = manifest.training.get("export_checks", {})
+    for file, check in checks.items():
+        console.print(
+            f"{file}: onnxruntime = torch on {check['action_agreement']:.0%} of 1,000 observations "
+            f"(max logit difference {check['max_abs_logit_diff']:.1e})"
+        )
+    console.print(f"wrote bundle {manifest.name} {manifest.version} to {out}")
 
 
 # --------------------------------------------------------------------------- demo

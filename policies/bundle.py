@@ -54,9 +54,12 @@ class Manifest(BaseModel):
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     scenario: ScenarioRef
     sectors: list[str]
+    policy_mode: Literal["per_sector", "shared", "centralised"] = "per_sector"
     policy_files: dict[str, str] = Field(description="sector -> ONNX file name in the bundle")
     feature_names: list[str]
-    action_schema: dict[str, Any] = Field(description="per sector: the action encoding")
+    action_schema: dict[str, Any] = Field(
+        description="{max_lend, max_flex, sectors: {sector: ActionCodec.schema()}}"
+    )
     files: dict[str, FileEntry] = Field(description="file name -> checksum and size")
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
