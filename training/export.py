@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ def _check_observations(
     return obs
 
 
+def _export(wrapper: nn.Module, dummy: torch.Tensor, path: Path) -> None:
+    torch.onnx.export(
+        wrapper,
+        (dummy,),
+        str(path),
+        input_names=["obs"],
+        output_names=["logits"],
+        dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+
+
 def export_module(
     wrapper: nn.Module, obs_dim: int, nvec: np.ndarray, path: Path, check_obs: np.ndarray
 ) -> dict[str, float]:
@@ -92,16 +106,10 @@ def export_module(
     """
     wrapper.eval()
     dummy = torch.zeros(1, obs_dim, dtype=torch.float32)
-    torch.onnx.export(
-        wrapper,
-        (dummy,),
-        str(path),
-        input_names=["obs"],
-        output_names=["logits"],
-        dynamic_axes={"obs": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # the TorchScript exporter is chosen on purpose: the dynamo one needs onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _export(wrapper, dummy, path)
     onnx.checker.check_model(onnx.load(str(path)))
     with torch.no_grad():
         expected = wrapper(torch.from_numpy(check_obs)).numpy()
