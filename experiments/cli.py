@@ -328,11 +328,14 @@ def bench_twin(
         "reports/bench-twin.json"
     ),
     repeats: Annotated[int, typer.Option(min=1)] = 3,
+    env_steps: Annotated[int, typer.Option(min=1, help="steps per env for env speed")] = 2000,
 ) -> None:
-    """Simulation speed of the default scenario at 1x, 2x and 10x size."""
+    """Simulation speed of default at 1x, 2x and 10x size, and env steps/s (random actions)."""
     from experiments.bench import bench_twin as run_bench
+    from experiments.bench_envs import bench_envs
 
     result = run_bench(repeats=repeats)
+    result["envs"] = bench_envs(steps=env_steps)["envs"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if as_json:
@@ -358,6 +361,18 @@ def bench_twin(
             f"{r['cost_ratio_vs_1x']:.2f}x",
         )
     console.print(table)
+    envs = Table(title="env speed on default (random actions, one core)")
+    for col in ("env", "agents", "env steps/s", "agent steps/s", "ms/step"):
+        envs.add_column(col, justify="right")
+    for r in result["envs"]:
+        envs.add_row(
+            r["env"],
+            str(r["agents"]),
+            f"{r['env_steps_per_second']:,.0f}",
+            f"{r['agent_steps_per_second']:,.0f}",
+            f"{r['ms_per_step']:.2f}",
+        )
+    console.print(envs)
     console.print(f"wrote {out}")
 
 

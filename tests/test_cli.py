@@ -126,10 +126,17 @@ def test_invalid_scenario_file_names_the_field(tmp_path: Path) -> None:
 
 def test_bench_twin_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    proc = synctwin("bench", "twin", "--repeats", "1", "--json", "--out", str(out))
+    proc = synctwin(
+        "bench", "twin", "--repeats", "1", "--env-steps", "50", "--json", "--out", str(out)
+    )
     printed = json.loads(proc.stdout)
     assert printed == json.loads(out.read_text())
     rows = printed["twin"]
     assert [r["scale"] for r in rows] == [1, 2, 10]
     assert rows[2]["workers"] > 9 * rows[0]["workers"]
     assert all(r["sim_minutes_per_wall_second"] > 0 for r in rows)
+    envs = {r["env"]: r for r in printed["envs"]}
+    assert set(envs) == {"OperationEnv", "OperationParallelEnv", "twin_only"}
+    assert envs["OperationParallelEnv"]["agent_steps_per_second"] == pytest.approx(
+        5 * envs["OperationParallelEnv"]["env_steps_per_second"]
+    )
