@@ -1,21 +1,69 @@
 """Decision makers that are not learned: the baselines every policy must beat.
 
 :func:`make_controller` turns a strategy name from the command line into a
-:class:`twin.actions.Controller`.
+:class:`twin.actions.Controller`:
+
+==============  ==================================================================
+static          the plan as written (:mod:`agents.static`)
+threshold       the coordinated reactive floor manager, thresholds tuned per
+                scenario (:mod:`agents.threshold`); ``threshold:PATH`` uses the
+                tuned parameters in PATH
+silo            sector-local floor managers, each seeing only its own queue
+                (:mod:`agents.silo`); ``silo:PATH`` as above
+lookahead       model-predictive control: twin rollouts of a few candidate action
+                sets around the threshold manager's (:mod:`agents.lookahead`)
+random          seeded random actions, a sanity floor (:mod:`agents.random_policy`)
+==============  ==================================================================
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from agents.static import StaticController
 from twin.actions import Controller
 from twin.scenario import Scenario
 
-#: strategy name -> factory(scenario, seed) -> Controller
-STRATEGIES: dict[str, Callable[[Scenario, int], Controller]] = {
-    "static": lambda scenario, seed: StaticController(scenario),
+
+def _static(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
+    from agents.static import StaticController
+
+    return StaticController(scenario)
+
+
+def _threshold(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
+    from agents.threshold import ThresholdController
+
+    return ThresholdController(scenario, arg)
+
+
+def _silo(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
+    from agents.silo import SiloController
+
+    return SiloController(scenario, arg)
+
+
+def _lookahead(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
+    from agents.lookahead import LookaheadController
+
+    return LookaheadController(scenario, seed=seed, base_params=arg)
+
+
+def _random(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
+    from agents.random_policy import RandomController
+
+    return RandomController(scenario, seed)
+
+
+#: strategy name -> factory(scenario, seed[, argument after "name:"]) -> Controller
+STRATEGIES: dict[str, Callable[..., Controller]] = {
+    "static": _static,
+    "threshold": _threshold,
+    "silo": _silo,
+    "lookahead": _lookahead,
+    "random": _random,
 }
+#: strategies that accept ``name:ARG`` (a tuned-parameters file)
+WITH_ARGUMENT = frozenset({"threshold", "silo", "lookahead"})
 
 
 class StrategyError(ValueError):
@@ -26,12 +74,31 @@ def strategy_names() -> list[str]:
     return sorted(STRATEGIES)
 
 
+def check_strategy(name: str) -> None:
+    """Raise :class:`StrategyError` unless ``name`` is a known strategy (``name:ARG`` too)."""
+    base, sep, arg = name.partition(":")
+    valid = (
+        f"valid: {', '.join(strategy_names())}; "
+        f"{', '.join(sorted(WITH_ARGUMENT))} also take ':PATH' to a tuned-parameters file"
+    )
+    if base not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {name!r} ({valid})")
+    if sep and (base not in WITH_ARGUMENT or not arg):
+        raise StrategyError(f"strategy {name!r} takes no argument here ({valid})")
+
+
 def make_controller(name: str, scenario: Scenario, seed: int = 0) -> Controller:
-    """Build the controller named ``name`` for ``scenario``."""
+    """Build the controller named ``name`` for ``scenario``; ``seed`` seeds any randomness.
+
+    Raises:
+        StrategyError: ``name`` is not a strategy (the message lists the valid ones), or
+            its tuned-parameters file is missing or malformed.
+    """
+    check_strategy(name)
+    base, _, arg = name.partition(":")
+    from agents.threshold import TunedFileError
+
     try:
-        factory = STRATEGIES[name]
-    except KeyError:
-        raise StrategyError(
-            f"unknown strategy {name!r} (valid: {', '.join(strategy_names())})"
-        ) from None
-    return factory(scenario, seed)
+        return STRATEGIES[base](scenario, seed, arg or None)
+    except TunedFileError as err:
+        raise StrategyError(str(err)) from None

@@ -1,0 +1,278 @@
+"""``lookahead``: model-predictive control by twin rollouts around the threshold manager.
+
+Every decision interval:
+
+1. the tuned threshold manager (:mod:`agents.threshold`) proposes an action set (the
+   *base*); a handful of variants are built around it (see :meth:`LookaheadController.candidates`):
+   the plan as written, no loans, more help for the most pressed sector, more or no flex,
+   overtime switched for sectors whose shift ends before the next decision;
+2. each candidate is rolled forward ``horizon_minutes`` in a twin cloned from the snapshot
+   (``OperationModel.from_snapshot``) on ``samples`` sampled futures (demand, absences,
+   service times), with **common random numbers**: sample ``k`` uses the same seed for
+   every candidate. The candidate holds until the next decision; after that the base
+   manager decides inside the rollout (a rollout policy, so a candidate is judged by what
+   actually follows it);
+3. the candidate with the lowest mean cost wins: total cost accrued in the rollout plus a
+   terminal estimate (the SLA penalty of work due within ``terminal_minutes`` after the
+   rollout that the capacity then cannot finish in time, up to the base manager's
+   look-ahead horizon). Ties go to the base.
+
+Compute cost per decision is ``candidates x samples`` rollouts; it is measured
+(``decision_seconds``) and reported by ``synctwin bench strategies`` and ``compare``.
+``workers > 1`` spreads the rollouts over a process pool (useful when one decision
+matters, e.g. behind a server; comparisons already run one process per run).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from agents.threshold import ThresholdController, ThresholdParams
+from agents.view import HORIZONS, FlowView
+from twin.actions import SectorAction
+from twin.model import OperationModel
+from twin.scenario import Scenario
+from twin.snapshot import OperationSnapshot
+
+Actions = dict[str, SectorAction]
+
+
+def rollout(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    actions: Actions,
+    seed: int,
+    horizon_minutes: float,
+    base: ThresholdController,
+    terminal_minutes: float,
+) -> float:
+    """Cost of holding ``actions`` until the next decision, then following ``base``, for
+    ``horizon_minutes`` from ``snapshot`` on the future drawn from ``seed``."""
+    model = OperationModel.from_snapshot(
+        scenario, snapshot, rng=np.random.default_rng(seed), record_every_minutes=1 << 20
+    )
+    interval = scenario.decision_interval_minutes
+    stop = min(model.minute + horizon_minutes, scenario.horizon_minutes)
+    model.apply(actions)
+    model.step()
+    while model.minute < stop - 1e-9:
+        if model.minute % interval < 1e-9:
+            model.apply(base.decide(model.snapshot()))
+        model.step()
+    cost = model.kpis().total.total_cost
+    if terminal_minutes > 0 and model.minute < scenario.horizon_minutes - 1e-9:
+        cost += terminal_penalty(base, model.snapshot(), terminal_minutes)
+    return cost
+
+
+def terminal_penalty(
+    base: ThresholdController, snapshot: OperationSnapshot, minutes: float
+) -> float:
+    """SLA penalty of the work due within ``minutes`` that the capacity then cannot finish
+    in time: per sector, the worst shortfall over the due horizons up to ``minutes`` (work
+    there and forecast arrivals due in time vs capacity), in items, at most the items not
+    yet overdue plus the forecast ones (overdue items already count as misses)."""
+    f = base.facts
+    v = FlowView.read(f, snapshot, flow=True)
+    j = min(int(np.searchsorted(HORIZONS, minutes)), len(HORIZONS) - 1) + 1
+    # the sector's own work plus forecast arrivals due in time (not work still upstream:
+    # that is counted where it is now)
+    own = np.cumsum(v.items, axis=1)[:, 1 : 1 + len(HORIZONS)] + v.forecast
+    work = (own * f.service_minutes[:, None])[:, :j]
+    short = np.maximum(0.0, work - v.capacity[:, :j]) / f.service_minutes[:, None]
+    savable = (np.cumsum(v.items[:, 1:], axis=1)[:, : len(HORIZONS)] + v.forecast)[:, :j]
+    short_items = np.minimum(short, savable).max(axis=1)
+    return float(short_items.sum()) * f.scenario.costs.sla_miss_penalty
+
+
+def _rollout_job(args: tuple) -> float:
+    return rollout(*args)
+
+
+class LookaheadController:
+    """Rollout-based model-predictive control (see the module docstring).
+
+    Args:
+        scenario: the scenario.
+        seed: seeds the generator the rollout futures are drawn from.
+        base_params: the base manager's thresholds (default: tuned file, else defaults).
+        horizon_minutes: how far each rollout looks ahead.
+        samples: sampled futures per candidate (common random numbers across candidates).
+        terminal_minutes: window of the terminal penalty estimate (0: none; default: the
+            base manager's look-ahead horizon).
+        workers: processes for the rollouts (0 or 1: in this process).
+        min_gain: predicted saving a variant needs to replace the base (default: one SLA
+            miss's penalty; rollouts are noisy, the base is a good default).
+    """
+
+    name = "lookahead"
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int = 0,
+        *,
+        base_params: ThresholdParams | Path | str | None = None,
+        horizon_minutes: float = 90.0,
+        samples: int = 3,
+        terminal_minutes: float | None = None,
+        workers: int = 0,
+        min_gain: float | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.base = ThresholdController(scenario, base_params)
+        self.horizon_minutes = horizon_minutes
+        self.samples = samples
+        if terminal_minutes is None:
+            terminal_minutes = float(self.base.params.horizon_minutes)
+        self.terminal_minutes = terminal_minutes
+        self.workers = workers
+        if min_gain is None:
+            min_gain = scenario.costs.sla_miss_penalty
+        self.min_gain = min_gain
+        self._rng = np.random.default_rng(seed)
+        self._pool: Executor | None = None
+        self.decision_seconds: list[float] = []
+        self.rollouts: list[int] = []
+        self.chosen: list[str] = []
+
+    # ------------------------------------------------------------------ decisions
+
+    def decide(self, snapshot: OperationSnapshot) -> Actions:
+        t0 = time.perf_counter()
+        base = self.base.decide(snapshot)
+        named = self.candidates(snapshot, base)
+        seeds = [int(s) for s in self._rng.integers(0, 2**63 - 1, size=self.samples)]
+        if len(named) == 1:
+            choice = 0
+            self.rollouts.append(0)
+        else:
+            costs = self._evaluate(snapshot, [a for _, a in named], seeds)
+            mean = costs.mean(axis=1)
+            # a variant replaces the base only if it is better on every sampled future
+            # and by at least min_gain on average
+            ok = (costs < costs[0]).all(axis=1) & (mean <= mean[0] - self.min_gain)
+            choice = int(np.argmin(np.where(ok, mean, np.inf))) if ok.any() else 0
+            self.rollouts.append(costs.size)
+        self.chosen.append(named[choice][0])
+        self.decision_seconds.append(time.perf_counter() - t0)
+        return named[choice][1]
+
+    def _evaluate(
+        self, snapshot: OperationSnapshot, candidates: list[Actions], seeds: list[int]
+    ) -> np.ndarray:
+        jobs = [
+            (
+                self.scenario,
+                snapshot,
+                actions,
+                seed,
+                self.horizon_minutes,
+                self.base,
+                self.terminal_minutes,
+            )
+            for actions in candidates
+            for seed in seeds
+        ]
+        if self.workers > 1:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=mp.get_context("spawn")
+                )
+            out = list(self._pool.map(_rollout_job, jobs))
+        else:
+            out = [_rollout_job(j) for j in jobs]
+        return np.asarray(out).reshape(len(candidates), len(seeds))
+
+    def close(self) -> None:
+        """Shut the rollout pool down (if one was started)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        return state
+
+    # ------------------------------------------------------------------ candidates
+
+    def candidates(self, snapshot: OperationSnapshot, base: Actions) -> list[tuple[str, Actions]]:
+        """The base and a few variants around it, without duplicates (base first)."""
+        f = self.base.facts
+        p = self.base.params
+        v = FlowView.read(f, snapshot, flow=p.flow_weight > 0)
+        work = v.work_due(f, flow_weight=p.flow_weight)[:, : p.n_horizons]
+        cap = v.capacity[:, : p.n_horizons]
+        pressure = np.where(cap > 0, work / np.maximum(cap, 1e-9), np.where(work > 0, 9.0, 0.0))
+        pressure = pressure.max(axis=1)
+        hot = int(np.argmax(pressure))
+        hot_name = f.names[hot]
+
+        out: list[tuple[str, Actions]] = [("base", base)]
+        plan = {
+            n: SectorAction(
+                overtime=f.plan[n].overtime,
+                priority=f.plan[n].priority,
+                flex_count=f.plan[n].flex_workers,
+            )
+            for n in f.names
+        }
+        out.append(("plan", plan))
+        no_loans = {"lend_to": None, "lend_count": 0}
+        out.append(("no-loans", {n: a.model_copy(update=no_loans) for n, a in base.items()}))
+        # more help for the most pressed sector, from its best idle-ish donor
+        donors = [
+            d
+            for d in range(f.n)
+            if d != hot and f.eff[d, hot] > 0 and v.own_home[d] >= 2 and pressure[d] < pressure[hot]
+        ]
+        if donors:
+            d = max(donors, key=lambda d: (f.eff[d, hot] * v.own_home[d], -d))
+            a = base[f.names[d]]
+            have = a.lend_count if a.lend_to == hot_name else 0
+            extra = max(1, math.ceil(0.25 * v.own_home[d]))
+            more = dict(base)
+            update = {"lend_to": hot_name, "lend_count": have + extra}
+            more[f.names[d]] = a.model_copy(update=update)
+            out.append(("more-help", more))
+        # more flex where it is hot, or none at all
+        if v.flex_free > 0:
+            more_flex = dict(base)
+            k = max(1, math.ceil(f.flex_max / 3))
+            a = base[hot_name]
+            more_flex[hot_name] = a.model_copy(
+                update={"flex_count": a.flex_count + min(k, v.flex_free)}
+            )
+            out.append(("more-flex", more_flex))
+        if any(a.flex_count for a in base.values()):
+            out.append(
+                ("no-flex", {n: a.model_copy(update={"flex_count": 0}) for n, a in base.items()})
+            )
+        # overtime switched where a shift ends before the next decision
+        ending = [
+            f.names[s]
+            for s in range(f.n)
+            if v.shift_end[s] <= self.base.interval or v.overtime[s] > 0
+        ]
+        if ending:
+            flipped = dict(base)
+            for n in ending:
+                flipped[n] = base[n].model_copy(update={"overtime": not base[n].overtime})
+            out.append(("overtime-switched", flipped))
+        unique: list[tuple[str, Actions]] = []
+        seen: list[Actions] = []
+        for name, actions in out:
+            if actions not in seen:
+                seen.append(actions)
+                unique.append((name, actions))
+        return unique

@@ -1,0 +1,319 @@
+"""Strategy comparisons: strategies x seeds x scenarios, with confidence intervals.
+
+``synctwin compare --scenario S[,S2] --strategies static,threshold,lookahead --seeds N --out DIR``
+runs every (scenario, strategy, seed) once, in parallel, with **common random numbers**:
+seed ``k`` gives every strategy the same arrivals and absences (the twin draws them from
+their own named streams, whatever the controller does), so strategies are compared
+*paired*, seed by seed.
+
+Outputs in ``DIR``:
+
+- ``results.parquet`` — one row per run: scenario, strategy, seed, every total KPI,
+  every per-sector KPI as ``sector.kpi``, per-sector queue mean/peak (``sector.queue_mean``,
+  ``sector.queue_peak``, from the 15-minute time series), and the controller's compute
+  cost (``decisions``, ``decide_seconds_mean``, ``decide_seconds_max``, ``wall_seconds``).
+- ``summary.csv`` — per scenario, strategy and KPI (totals and per sector): ``n``, ``mean``,
+  ``ci95_low``, ``ci95_high`` (Student-t), the paired difference against the *first*
+  strategy (``diff_mean``, ``diff_ci95_low``, ``diff_ci95_high``, Student-t on the per-seed
+  differences) and ``normalized`` = mean / mean of ``static`` (when static is compared).
+  It holds no timings, so the same seeds give the same file byte for byte.
+- ``timeseries.parquet`` — the 15-minute time series of the representative seed (the
+  first one) for every scenario and strategy.
+- ``timing.csv`` — compute cost per decision by scenario and strategy.
+- ``report.html`` — the planner's report (:mod:`experiments.report`).
+- ``compare.json`` — what was run: scenarios (with digests), strategies, seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from agents import check_strategy, make_controller
+from twin.actions import SectorAction
+from twin.kpis import KPI_NAMES
+from twin.runner import simulate
+from twin.scenario import Scenario, load_scenario
+from twin.snapshot import OperationSnapshot
+
+ID_COLUMNS = ("scenario", "strategy", "seed")
+TIMING_COLUMNS = ("decisions", "decide_seconds_mean", "decide_seconds_max", "wall_seconds")
+BASELINE = "static"
+
+
+class TimedController:
+    """Wraps a controller and measures the wall time of every decision."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.seconds: list[float] = []
+
+    def decide(self, snapshot: OperationSnapshot) -> dict[str, SectorAction]:
+        t0 = time.perf_counter()
+        actions = self.inner.decide(snapshot)
+        self.seconds.append(time.perf_counter() - t0)
+        return actions
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run to do: a scenario (name or path), a strategy, a seed."""
+
+    scenario: str
+    strategy: str
+    seed: int
+    keep_timeseries: bool = False
+
+
+@dataclass
+class RunResult:
+    row: dict[str, object]
+    timeseries: pd.DataFrame | None = field(default=None)
+
+
+def run_one(job: Run) -> RunResult:
+    """Simulate one (scenario, strategy, seed) and flatten its KPIs into a row."""
+    sc = load_scenario(job.scenario)
+    controller = TimedController(make_controller(job.strategy, sc, job.seed))
+    t0 = time.perf_counter()
+    model = simulate(sc, controller, job.seed)
+    wall = time.perf_counter() - t0
+    close = getattr(controller.inner, "close", None)
+    if close is not None:
+        close()
+    row: dict[str, object] = {"scenario": sc.name, "strategy": job.strategy, "seed": job.seed}
+    row.update(model.kpis().flat())
+    ts = model.timeseries()
+    for name in sc.sector_names:
+        q = ts[f"{name}.queue"]
+        row[f"{name}.queue_mean"] = float(q.mean())
+        row[f"{name}.queue_peak"] = float(q.max())
+    secs = controller.seconds
+    row["decisions"] = len(secs)
+    row["decide_seconds_mean"] = float(np.mean(secs)) if secs else 0.0
+    row["decide_seconds_max"] = float(np.max(secs)) if secs else 0.0
+    row["wall_seconds"] = wall
+    if job.keep_timeseries:
+        ts = ts.copy()
+        ts.insert(0, "strategy", job.strategy)
+        ts.insert(0, "scenario", sc.name)
+        return RunResult(row, ts)
+    return RunResult(row)
+
+
+def kpi_columns(results: pd.DataFrame) -> list[str]:
+    """The KPI columns of a results table: totals first, then ``sector.kpi``."""
+    totals = [k for k in KPI_NAMES if k in results.columns]
+    sectors = [c for c in results.columns if "." in c and c.split(".", 1)[1] in KPI_NAMES]
+    return totals + sectors
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of ``x`` (NaN bounds for fewer than 2 values)."""
+    x = np.asarray(x, dtype=float)
+    mean = float(x.mean()) if len(x) else float("nan")
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / np.sqrt(len(x))
+    return mean, mean - half, mean + half
+
+
+def summarize(
+    results: pd.DataFrame, strategies: Sequence[str], columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Per scenario, strategy and KPI: mean with its 95% interval, the paired difference
+    against ``strategies[0]`` with its interval, and the mean normalised to ``static``."""
+    columns = list(columns) if columns is not None else kpi_columns(results)
+    rows = []
+    for scenario in dict.fromkeys(results["scenario"]):
+        sub = results[results["scenario"] == scenario]
+        by = {s: sub[sub["strategy"] == s].set_index("seed").sort_index() for s in strategies}
+        ref = by[strategies[0]]
+        static = by.get(BASELINE)
+        for strategy in strategies:
+            cur = by[strategy]
+            seeds = cur.index.intersection(ref.index)
+            for kpi in columns:
+                mean, lo, hi = t_interval(cur[kpi].to_numpy())
+                d_mean, d_lo, d_hi = t_interval(
+                    cur.loc[seeds, kpi].to_numpy() - ref.loc[seeds, kpi].to_numpy()
+                )
+                norm = float("nan")
+                if static is not None:
+                    base = float(static[kpi].mean())
+                    norm = mean / base if base != 0 else float("nan")
+                rows.append(
+                    {
+                        "scenario": scenario,
+                        "strategy": strategy,
+                        "kpi": kpi,
+                        "n": len(cur),
+                        "mean": mean,
+                        "ci95_low": lo,
+                        "ci95_high": hi,
+                        "diff_vs": strategies[0],
+                        "diff_mean": d_mean,
+                        "diff_ci95_low": d_lo,
+                        "diff_ci95_high": d_hi,
+                        "normalized": norm,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def timing_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Compute cost per decision by scenario and strategy (means over the runs)."""
+    g = results.groupby(["scenario", "strategy"], sort=False)
+    out = g.agg(
+        runs=("seed", "size"),
+        decisions_per_run=("decisions", "mean"),
+        decide_ms_mean=("decide_seconds_mean", lambda s: 1e3 * s.mean()),
+        decide_ms_max=("decide_seconds_max", lambda s: 1e3 * s.max()),
+        run_seconds_mean=("wall_seconds", "mean"),
+    )
+    return out.reset_index()
+
+
+@dataclass
+class Comparison:
+    """Everything a comparison produced (also written to its directory)."""
+
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    timeseries: pd.DataFrame
+    timing: pd.DataFrame
+    scenarios: dict[str, Scenario]
+    strategies: list[str]
+    seeds: list[int]
+
+
+def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, Scenario]:
+    """Load every scenario and build every controller once, so bad names fail before any run.
+
+    Raises:
+        ScenarioError: an unknown scenario or an invalid file.
+        StrategyError: an unknown strategy or a bad tuned-parameters file.
+    """
+    if not scenarios:
+        raise ValueError("give at least one scenario")
+    if not strategies:
+        raise ValueError("give at least one strategy")
+    for s in strategies:
+        check_strategy(s)
+    loaded = {}
+    for name in scenarios:
+        sc = load_scenario(name)
+        loaded[name] = sc
+        for s in strategies:
+            make_controller(s, sc, 0)
+    return loaded
+
+
+def run_compare(
+    scenarios: Sequence[str],
+    strategies: Sequence[str],
+    seeds: int | Sequence[int],
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Run every scenario x strategy x seed (in a process pool) and summarise.
+
+    Args:
+        scenarios: built-in names or YAML paths.
+        strategies: strategy names (the first is the reference of the paired differences).
+        seeds: how many seeds (``0 .. seeds-1``) or the seeds themselves.
+        workers: processes (default: all cores; 1 runs in this process).
+        progress: called with the number of runs just finished.
+    """
+    loaded = validate(scenarios, strategies)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ValueError("give at least one seed")
+    jobs = [
+        Run(sc, st, seed, keep_timeseries=(i == 0))
+        for sc in scenarios
+        for st in strategies
+        for i, seed in enumerate(seed_list)
+    ]
+    # the slowest jobs first, so the pool is not left waiting on one at the end
+    order = sorted(range(len(jobs)), key=lambda i: not jobs[i].strategy.startswith("lookahead"))
+    results: list[RunResult | None] = [None] * len(jobs)
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1:
+        for i in order:
+            results[i] = run_one(jobs[i])
+            if progress is not None:
+                progress(1)
+    else:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+            futures = {pool.submit(run_one, jobs[i]): i for i in order}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
+                if progress is not None:
+                    progress(1)
+    done = [r for r in results if r is not None]
+    frame = pd.DataFrame([r.row for r in done])
+    names = {name: sc.name for name, sc in loaded.items()}
+    frame["scenario"] = pd.Categorical(
+        frame["scenario"], categories=list(dict.fromkeys(names.values()))
+    )
+    frame["strategy"] = pd.Categorical(frame["strategy"], categories=list(strategies))
+    frame = frame.sort_values(list(ID_COLUMNS), kind="stable").reset_index(drop=True)
+    frame["scenario"] = frame["scenario"].astype(str)
+    frame["strategy"] = frame["strategy"].astype(str)
+    ts_parts = [r.timeseries for r in done if r.timeseries is not None]
+    ts = pd.concat(ts_parts, ignore_index=True) if ts_parts else pd.DataFrame()
+    summary = summarize(frame, strategies)
+    return Comparison(
+        results=frame,
+        summary=summary,
+        timeseries=ts,
+        timing=timing_table(frame),
+        scenarios={sc.name: sc for sc in loaded.values()},
+        strategies=list(strategies),
+        seeds=seed_list,
+    )
+
+
+def write_comparison(cmp: Comparison, out: Path, report: bool = True) -> list[Path]:
+    """Write the comparison's files into ``out`` (see the module docstring)."""
+    from experiments.report import write_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "results.parquet", out / "summary.csv", out / "timeseries.parquet"]
+    cmp.results.to_parquet(paths[0], index=False)
+    cmp.summary.to_csv(paths[1], index=False, float_format="%.10g")
+    cmp.timeseries.to_parquet(paths[2], index=False)
+    paths.append(out / "timing.csv")
+    cmp.timing.to_csv(paths[-1], index=False, float_format="%.6g")
+    meta = {
+        "scenarios": {name: sc.digest for name, sc in cmp.scenarios.items()},
+        "strategies": cmp.strategies,
+        "seeds": cmp.seeds,
+        "representative_seed": cmp.seeds[0],
+        "reference_strategy": cmp.strategies[0],
+    }
+    paths.append(out / "compare.json")
+    paths[-1].write_text(json.dumps(meta, indent=2) + "\n")
+    if report:
+        paths.append(out / "report.html")
+        write_report(cmp, paths[-1])
+    return paths
+
+
+def headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows a planner reads first: total KPIs that matter, one row per strategy."""
+    keep = ["total_cost", "sla_misses", "overtime_hours", "flex_hours", "transfers"]
+    return summary[summary["kpi"].isin(keep)]
