@@ -1,0 +1,448 @@
+"""Predicted impact and risk forecasts: short twin rollouts from a live snapshot.
+
+Both answers come from the same experiment: rebuild the twin from the snapshot
+(:meth:`twin.model.OperationModel.from_snapshot`), run it a little way into the
+future under two or more *arms*, and compare. Every arm of one question uses the
+same seeds (**common random numbers**): sample ``i`` of every arm starts from
+seed ``seed + i``, so arrivals, absences and the ``k``-th service time of each
+sector are the same in every arm, and the per-sample *differences* between arms
+carry far less noise than the arms themselves.
+
+Impact of a recommendation (:func:`estimate_impact`)
+    arm ``without``: the actions in force in the snapshot, kept for the horizon;
+    arm ``with``: the same, with the recommended action(s) put in force at once and
+    kept for the horizon. Per sample, the saving is ``without - with`` of:
+
+    ``slowdown_minutes_avoided``
+        reduction of the mean queueing delay, in minutes per item, in the *focus*
+        sector (the sector a lend sends workers to; otherwise the acting sector).
+        The delay is Little's-law estimate over the horizon:
+        ``(integral of the queue length over the horizon, item-minutes) /
+        (items waiting at the start + items that entered the sector)``.
+    ``sla_misses_avoided``
+        new SLA misses in the whole operation over the horizon.
+    ``overtime_hours_saved``
+        worker-hours in overtime in the whole operation over the horizon.
+    ``cost_saved``
+        ``total_cost`` (labour + SLA penalties, :mod:`twin.kpis`) of the whole
+        operation over the horizon, in the scenario's cost units.
+
+Risk forecast (:func:`forecast`)
+    arm ``policy``: the policy decides now and then every decision interval;
+    arm ``no_action``: the actions in force, kept. At each horizon (hours from the
+    snapshot) and per sector: the probability of at least one new SLA miss (share of
+    samples, Wilson 95% interval), the expected number of new misses and the
+    expected overtime hours (mean, Student-t 95% interval).
+
+Intervals: ``low``/``high`` are a 95% confidence interval of the mean over the
+samples (Student t on the paired differences), not a range of outcomes. With the
+few samples a live answer can afford they are wide; they say how sure the
+estimate is. A rollout stops at the scenario's horizon; ``horizon_minutes`` in the
+result is how far it actually ran.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import mesa
+import numpy as np
+
+from twin.actions import Controller, SectorAction
+from twin.model import OperationModel
+from twin.scenario import Scenario
+from twin.snapshot import OperationSnapshot
+
+#: Two-sided 97.5% quantiles of Student's t by degrees of freedom (1..30); 1.96 beyond.
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+#: Rebuilt twins record their time series this rarely (never, for a short rollout).
+_NO_RECORDING = 1 << 30
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean and its 95% confidence interval over ``n`` samples."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def mean_interval(values: Sequence[float] | np.ndarray) -> Interval:
+    """Mean of ``values`` with a Student-t 95% confidence interval (a point if n < 2)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = int(x.size)
+    if n == 0:
+        return Interval(0.0, 0.0, 0.0, 0)
+    mean = float(x.mean())
+    if n < 2:
+        return Interval(mean, mean, mean, n)
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * float(x.std(ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def proportion_interval(successes: int, n: int) -> Interval:
+    """A share ``successes / n`` with its Wilson 95% interval."""
+    if n == 0:
+        return Interval(0.0, 0.0, 1.0, 0)
+    z = 1.96
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What one rollout measured, per sector in scenario order.
+
+    ``misses``, ``overtime_hours`` and ``cost`` are cumulative at each checkpoint
+    (rows: checkpoints in the order asked; columns: sectors); ``queue_item_minutes``
+    and ``entered`` cover the whole rollout.
+    """
+
+    minutes: float
+    misses: np.ndarray
+    overtime_hours: np.ndarray
+    cost: np.ndarray
+    queue_item_minutes: np.ndarray
+    entered: np.ndarray
+
+
+def rollout(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    seed: int,
+    minutes: float,
+    actions: Mapping[str, SectorAction] | None = None,
+    controller: Controller | None = None,
+    checkpoints: Sequence[float] = (),
+) -> Rollout:
+    """Run a twin rebuilt from ``snapshot`` for ``minutes`` (or to the scenario's horizon).
+
+    Args:
+        scenario: the scenario the snapshot belongs to.
+        snapshot: the start state.
+        seed: the rollout's seed (arms compared with each other use the same one).
+        minutes: how far to run.
+        actions: actions put in force at the start (sectors left out keep theirs).
+        controller: if given, decides at the start and every decision interval after.
+        checkpoints: minutes from the start at which to read the cumulative KPIs
+            (the end of the rollout is always read last).
+
+    Raises:
+        twin.model.SnapshotError: the snapshot does not fit the scenario.
+    """
+    model = OperationModel.from_snapshot(
+        scenario, snapshot, rng=seed, record_every_minutes=_NO_RECORDING
+    )
+    try:
+        return _run(model, minutes, actions, controller, checkpoints)
+    finally:
+        release(model)
+
+
+def release(model: OperationModel) -> None:
+    """Let a finished twin be garbage-collected.
+
+    Mesa 3.3's ``Agent`` numbers agents per model in a class-level dict keyed by the
+    model (``mesa.Agent._ids``), which keeps every model that ever had an agent alive
+    for the life of the process: about 10 MB per 10 rollouts of ``default``. A server
+    that runs thousands of rollouts must drop that entry.
+
+    The model and its workers also reference each other; clearing the model's
+    attributes breaks those cycles, so reference counting frees a rollout at once
+    instead of leaving it to the cyclic garbage collector, whose full passes over a
+    server's heap take 100 ms or more. The model is unusable afterwards.
+    """
+    mesa.Agent._ids.pop(model, None)
+    model.__dict__.clear()
+
+
+def _run(
+    model: OperationModel,
+    minutes: float,
+    actions: Mapping[str, SectorAction] | None,
+    controller: Controller | None,
+    checkpoints: Sequence[float],
+) -> Rollout:
+    scenario = model.scenario
+    start = model.minute
+    stop = min(start + minutes, float(scenario.horizon_minutes))
+    tick = scenario.tick_minutes
+    interval = scenario.decision_interval_minutes
+    n = len(scenario.sector_names)
+    queues = model.queues
+    waiting = np.array([q.n for q in queues], dtype=np.float64)
+    queue_sum = [0.0] * n
+    marks = sorted(set(checkpoints))
+    reads: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    if actions:
+        model.apply(actions)
+    next_decision = start
+    while model.minute < stop - 1e-9:
+        if controller is not None and model.minute >= next_decision - 1e-9:
+            model.apply(controller.decide(model.snapshot()))
+            next_decision += interval
+        model.step()
+        for s in range(n):
+            queue_sum[s] += queues[s].n * tick
+        elapsed = model.minute - start
+        while marks and elapsed >= marks[0] - 1e-9:
+            reads[marks.pop(0)] = _read(model)
+    end = _read(model)
+    rows = [reads.get(m, end) for m in sorted(set(checkpoints))] + [end]
+    return Rollout(
+        minutes=model.minute - start,
+        misses=np.stack([r[0] for r in rows]),
+        overtime_hours=np.stack([r[1] for r in rows]),
+        cost=np.stack([r[2] for r in rows]),
+        queue_item_minutes=np.asarray(queue_sum),
+        entered=waiting + np.asarray(model.sector_arrived, dtype=np.float64),
+    )
+
+
+def _read(model: OperationModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    k = model.kpis()
+    recs = [k.sectors[s] for s in model.sector_names]
+    return (
+        np.array([r.sla_misses for r in recs], dtype=np.float64),
+        np.array([r.overtime_hours for r in recs], dtype=np.float64),
+        np.array([r.total_cost for r in recs], dtype=np.float64),
+    )
+
+
+# --------------------------------------------------------------------------- impact
+
+
+@dataclass(frozen=True)
+class Impact:
+    """Predicted savings of putting some actions in force now (see the module docstring)."""
+
+    focus_sector: str
+    horizon_minutes: float
+    samples: int
+    slowdown_minutes_avoided: Interval
+    sla_misses_avoided: Interval
+    overtime_hours_saved: Interval
+    cost_saved: Interval
+    wait_minutes_without: float  # mean queueing delay in the focus sector without the actions
+
+
+def _wait(r: Rollout, s: int) -> float:
+    return float(r.queue_item_minutes[s] / max(1.0, r.entered[s]))
+
+
+def compare_arms(
+    scenario: Scenario, focus_sector: str, without: list[Rollout], with_: list[Rollout]
+) -> Impact:
+    """The paired savings ``without - with`` of two arms run on the same seeds."""
+    s = scenario.sector_names.index(focus_sector)
+    pairs = list(zip(without, with_, strict=True))
+    return Impact(
+        focus_sector=focus_sector,
+        horizon_minutes=min(r.minutes for r in without),
+        samples=len(pairs),
+        slowdown_minutes_avoided=mean_interval([_wait(a, s) - _wait(b, s) for a, b in pairs]),
+        sla_misses_avoided=mean_interval(
+            [a.misses[-1].sum() - b.misses[-1].sum() for a, b in pairs]
+        ),
+        overtime_hours_saved=mean_interval(
+            [a.overtime_hours[-1].sum() - b.overtime_hours[-1].sum() for a, b in pairs]
+        ),
+        cost_saved=mean_interval([a.cost[-1].sum() - b.cost[-1].sum() for a, b in pairs]),
+        wait_minutes_without=float(np.mean([_wait(a, s) for a in without])),
+    )
+
+
+def focus_of(sector: str, action: SectorAction) -> str:
+    """The sector whose queue an action is meant to relieve: a lend's target, else its own."""
+    return action.lend_to if action.lend_to is not None and action.lend_count > 0 else sector
+
+
+@dataclass(frozen=True)
+class ImpactReport:
+    """Impact of each changed sector's recommendation alone, and of all of them together."""
+
+    per_sector: dict[str, Impact]
+    total: Impact | None
+    horizon_minutes: float
+    samples: int
+    seed: int
+
+
+def estimate_impact(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    recommended: Mapping[str, SectorAction],
+    *,
+    horizon_minutes: float,
+    samples: int,
+    seed: int = 0,
+    per_sector: bool = True,
+) -> ImpactReport:
+    """Predicted impact of the recommendations, each alone and all together.
+
+    Sectors whose recommendation equals the action in force change nothing: their
+    impact is exactly zero and costs no rollout. Each changed sector gets an arm with
+    only its recommendation (the others keep the actions in force): its *marginal*
+    impact. With two or more changes, one more arm puts all of them in force
+    (``total``); with one change, ``total`` is that sector's impact; with none,
+    ``None``. Every arm runs the same ``samples`` seeds as the ``without`` arm, so
+    a request costs ``samples x (2 + changed sectors)`` rollouts (``samples`` less
+    with one change).
+
+    With ``per_sector=False`` only ``total`` is estimated (two arms, whatever the
+    number of changes) and ``per_sector`` is empty: the cheap answer to "what does
+    the whole recommendation save".
+
+    Raises:
+        twin.model.SnapshotError: the snapshot does not fit the scenario.
+    """
+    in_force = {st.name: st.action for st in snapshot.sectors}
+    changed = {s: a for s, a in recommended.items() if a != in_force.get(s)}
+    seeds = [seed + i for i in range(samples)]
+
+    def arm(actions: Mapping[str, SectorAction] | None) -> list[Rollout]:
+        return [rollout(scenario, snapshot, sd, horizon_minutes, actions=actions) for sd in seeds]
+
+    without = arm(None)
+    horizon = min(r.minutes for r in without) if without else 0.0
+    names = scenario.sector_names
+
+    def wait_without(sector: str) -> float:
+        return float(np.mean([_wait(a, names.index(sector)) for a in without]))
+
+    impacts: dict[str, Impact] = {}
+    if per_sector:
+        for sector, action in changed.items():
+            impacts[sector] = compare_arms(
+                scenario, focus_of(sector, action), without, arm({sector: action})
+            )
+    total: Impact | None = None
+    if len(changed) == 1 and per_sector:
+        total = next(iter(impacts.values()))
+    elif changed:
+        focus = max((focus_of(s, a) for s, a in changed.items()), key=wait_without)
+        total = compare_arms(scenario, focus, without, arm(changed))
+    if per_sector:
+        zero = Interval(0.0, 0.0, 0.0, samples)
+        for sector, action in recommended.items():
+            if sector not in changed:
+                focus = focus_of(sector, action)
+                impacts[sector] = Impact(
+                    focus_sector=focus,
+                    horizon_minutes=horizon,
+                    samples=samples,
+                    slowdown_minutes_avoided=zero,
+                    sla_misses_avoided=zero,
+                    overtime_hours_saved=zero,
+                    cost_saved=zero,
+                    wait_minutes_without=wait_without(focus),
+                )
+    return ImpactReport(
+        per_sector={s: impacts[s] for s in recommended if s in impacts},
+        total=total,
+        horizon_minutes=horizon,
+        samples=samples,
+        seed=seed,
+    )
+
+
+# --------------------------------------------------------------------------- forecast
+
+
+@dataclass(frozen=True)
+class SectorRisk:
+    """One sector's risk over one horizon under one arm."""
+
+    p_any_miss: Interval
+    expected_misses: Interval
+    expected_overtime_hours: Interval
+
+
+@dataclass(frozen=True)
+class HorizonRisk:
+    """Every sector's risk, and the whole operation's, ``hours`` ahead."""
+
+    hours: float
+    minutes_simulated: float
+    sectors: dict[str, SectorRisk]
+    total: SectorRisk
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Risk forecasts under the policy and under no action, per horizon."""
+
+    policy: list[HorizonRisk]
+    no_action: list[HorizonRisk]
+    samples: int
+    seed: int
+
+
+def _risk(misses: np.ndarray, overtime: np.ndarray) -> SectorRisk:
+    return SectorRisk(
+        p_any_miss=proportion_interval(int((misses > 0).sum()), int(misses.size)),
+        expected_misses=mean_interval(misses),
+        expected_overtime_hours=mean_interval(overtime),
+    )
+
+
+def _horizons(scenario: Scenario, runs: list[Rollout], hours: Sequence[float]) -> list[HorizonRisk]:
+    names = scenario.sector_names
+    out = []
+    for k, h in enumerate(hours):
+        misses = np.stack([r.misses[k] for r in runs])  # (samples, sectors)
+        overtime = np.stack([r.overtime_hours[k] for r in runs])
+        out.append(
+            HorizonRisk(
+                hours=h,
+                minutes_simulated=min(h * 60.0, min(r.minutes for r in runs)),
+                sectors={n: _risk(misses[:, i], overtime[:, i]) for i, n in enumerate(names)},
+                total=_risk(misses.sum(axis=1), overtime.sum(axis=1)),
+            )
+        )
+    return out
+
+
+def forecast(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    policy: Controller,
+    *,
+    hours: Sequence[float],
+    samples: int,
+    seed: int = 0,
+) -> Forecast:
+    """Risk of SLA misses and overtime ``hours`` ahead, under ``policy`` and under no action.
+
+    Raises:
+        twin.model.SnapshotError: the snapshot does not fit the scenario.
+    """
+    hours = sorted(set(hours))
+    marks = [h * 60.0 for h in hours]
+    longest = marks[-1]
+    seeds = [seed + i for i in range(samples)]
+    under_policy = [
+        rollout(scenario, snapshot, sd, longest, controller=policy, checkpoints=marks)
+        for sd in seeds
+    ]
+    no_action = [rollout(scenario, snapshot, sd, longest, checkpoints=marks) for sd in seeds]
+    return Forecast(
+        policy=_horizons(scenario, under_policy, hours),
+        no_action=_horizons(scenario, no_action, hours),
+        samples=samples,
+        seed=seed,
+    )

@@ -1,0 +1,272 @@
+"""The policy server's request and response schemas (the HTTP contract, apart from internals).
+
+Requests reuse the twin's :class:`~twin.snapshot.OperationSnapshot` as is (one schema
+for the twin and for live systems); everything else here is the API's own shape,
+converted from the internal dataclasses of :mod:`policies.impact` and
+:mod:`policies.explain` at the border.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from policies.explain import Driver
+from policies.impact import HorizonRisk, Impact, Interval, SectorRisk
+from twin.actions import SectorAction
+from twin.snapshot import OperationSnapshot
+
+Kind = Literal["lend", "recall", "flex", "overtime", "priority", "no_change"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class RecommendRequest(_In):
+    """A snapshot with options. A bare :class:`OperationSnapshot` is accepted too."""
+
+    snapshot: OperationSnapshot
+    impact: bool | None = Field(
+        None,
+        description="estimate the predicted impact with twin rollouts (server default if null)",
+    )
+    horizon_minutes: int | None = Field(
+        None, ge=1, le=1440, description="rollout horizon in minutes (server default if null)"
+    )
+    samples: int | None = Field(
+        None, ge=2, le=256, description="rollouts per arm (common random numbers)"
+    )
+    impact_scope: Literal["per_sector", "total"] | None = Field(
+        None,
+        description=(
+            "per_sector: each changed sector's action alone, and all together (2 + changed "
+            "sectors arms); total: only all together (2 arms, faster). Server default if null"
+        ),
+    )
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="first rollout seed")
+    explain: bool = Field(True, description="compute the features that drove each decision")
+
+
+class ForecastRequest(_In):
+    """A snapshot with options. A bare :class:`OperationSnapshot` is accepted too."""
+
+    snapshot: OperationSnapshot
+    hours: list[Annotated[float, Field(gt=0, le=24)]] | None = Field(
+        None, min_length=1, max_length=12, description="horizons in hours (server default if null)"
+    )
+    samples: int | None = Field(None, ge=2, le=256, description="rollouts per arm")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="first rollout seed")
+
+
+def _wrapped(value: Any) -> str:
+    """Discriminator: a body with a ``snapshot`` key is a request with options."""
+    if isinstance(value, dict):
+        return "request" if "snapshot" in value else "snapshot"
+    return "request" if isinstance(value, RecommendRequest | ForecastRequest) else "snapshot"
+
+
+RecommendBody = Annotated[
+    Annotated[RecommendRequest, Tag("request")] | Annotated[OperationSnapshot, Tag("snapshot")],
+    Discriminator(_wrapped),
+]
+ForecastBody = Annotated[
+    Annotated[ForecastRequest, Tag("request")] | Annotated[OperationSnapshot, Tag("snapshot")],
+    Discriminator(_wrapped),
+]
+
+
+class ReloadRequest(_In):
+    path: str = Field(min_length=1, max_length=4096, description="a policy bundle directory")
+
+
+class FeedbackRequest(_In):
+    recommendation_id: str = Field(min_length=1, max_length=64)
+    accepted: bool
+    comment: str | None = Field(None, max_length=4000)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class IntervalOut(_Out):
+    """A mean with its 95% confidence interval over the rollout samples."""
+
+    mean: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, i: Interval) -> IntervalOut:
+        return cls(mean=round(i.mean, 4), low=round(i.low, 4), high=round(i.high, 4))
+
+
+class ImpactOut(_Out):
+    """Predicted savings over the horizon (positive = better with the recommendation)."""
+
+    focus_sector: str = Field(description="sector whose queueing delay is reported")
+    horizon_minutes: float
+    samples: int
+    slowdown_minutes_avoided: IntervalOut = Field(
+        description="reduction of the mean queueing delay per item in the focus sector (min)"
+    )
+    sla_misses_avoided: IntervalOut = Field(description="fewer new SLA misses, whole operation")
+    overtime_hours_saved: IntervalOut = Field(description="fewer overtime hours, whole operation")
+    cost_saved: IntervalOut = Field(description="lower total cost (labour + penalties)")
+    wait_minutes_without: float = Field(
+        description="mean queueing delay per item in the focus sector without the recommendation"
+    )
+
+    @classmethod
+    def of(cls, i: Impact) -> ImpactOut:
+        return cls(
+            focus_sector=i.focus_sector,
+            horizon_minutes=i.horizon_minutes,
+            samples=i.samples,
+            slowdown_minutes_avoided=IntervalOut.of(i.slowdown_minutes_avoided),
+            sla_misses_avoided=IntervalOut.of(i.sla_misses_avoided),
+            overtime_hours_saved=IntervalOut.of(i.overtime_hours_saved),
+            cost_saved=IntervalOut.of(i.cost_saved),
+            wait_minutes_without=round(i.wait_minutes_without, 4),
+        )
+
+
+class DriverOut(_Out):
+    """A feature that drove the decision (occlusion attribution, see policies.explain)."""
+
+    feature: str
+    meaning: str
+    unit: str
+    value: float = Field(description="the feature's value in this snapshot")
+    reference: float = Field(description="its typical value (the occlusion baseline)")
+    contribution: float = Field(
+        description="drop of the chosen action's log-probability when set to the reference"
+    )
+
+    @classmethod
+    def of(cls, d: Driver) -> DriverOut:
+        return cls(
+            feature=d.name,
+            meaning=d.meaning,
+            unit=d.unit,
+            value=round(d.value, 6),
+            reference=round(d.reference, 6),
+            contribution=round(d.contribution, 6),
+        )
+
+
+class PolicyRef(_Out):
+    name: str
+    version: str
+
+
+class SectorRecommendation(_Out):
+    sector: str
+    action: SectorAction = Field(description="the policy's action for this sector")
+    action_in_force: SectorAction = Field(description="the action in force in the snapshot")
+    kinds: list[Kind] = Field(description="what the action changes")
+    message: str = Field(description="the recommendation in plain language")
+    confidence: float = Field(description="probability of the chosen action under the policy")
+    probabilities: dict[str, dict[str, float]] = Field(
+        description="per action field, the probability of each value"
+    )
+    drivers: list[DriverOut] = Field(description="the features that drove the decision most")
+    impact: ImpactOut | None = Field(
+        description="predicted impact of this sector's action alone (others as in force); "
+        "null without impact or with impact_scope 'total'"
+    )
+
+
+class Recommendation(_Out):
+    recommendation_id: str = Field(description="quote it in POST /v1/feedback")
+    policy_version: str
+    policy: PolicyRef
+    scenario: str
+    minute: float
+    sectors: list[SectorRecommendation]
+    total_impact: ImpactOut | None = Field(
+        description="predicted impact of all changed sectors' actions together"
+    )
+    impact_seed: int | None = Field(description="seed of the first rollout (null: no impact)")
+    impact_scope: Literal["per_sector", "total"] | None = Field(
+        description="how impact was estimated (null: no impact)"
+    )
+
+
+class RiskAt(_Out):
+    hours: float
+    minutes_simulated: float
+    p_any_miss: IntervalOut = Field(description="probability of at least one new SLA miss")
+    expected_misses: IntervalOut
+    expected_overtime_hours: IntervalOut
+
+    @classmethod
+    def of(cls, h: HorizonRisk, risk: SectorRisk) -> RiskAt:
+        return cls(
+            hours=h.hours,
+            minutes_simulated=h.minutes_simulated,
+            p_any_miss=IntervalOut.of(risk.p_any_miss),
+            expected_misses=IntervalOut.of(risk.expected_misses),
+            expected_overtime_hours=IntervalOut.of(risk.expected_overtime_hours),
+        )
+
+
+class SectorForecast(_Out):
+    sector: str = Field(description="a sector, or 'total' for the whole operation")
+    policy: list[RiskAt] = Field(description="under the served policy, one entry per horizon")
+    no_action: list[RiskAt] = Field(description="under the actions in force, kept")
+
+
+class ForecastOut(_Out):
+    policy_version: str
+    policy: PolicyRef
+    scenario: str
+    minute: float
+    hours: list[float]
+    samples: int
+    seed: int
+    sectors: list[SectorForecast]
+    total: SectorForecast
+
+
+class PolicyInfo(_Out):
+    name: str
+    version: str
+    scenario: str
+    scenario_digest: str
+    sectors: list[str]
+    policy_mode: str
+    path: str
+    loaded_at: str
+    manifest: dict[str, Any]
+
+
+class ReloadOut(_Out):
+    policy_version: str
+    previous_version: str
+    name: str
+    path: str
+    loaded_at: str
+    load_seconds: float
+
+
+class FeedbackOut(_Out):
+    recommendation_id: str
+    stored: bool
+
+
+class Health(_Out):
+    status: str
+    policy_version: str | None = None
+
+
+class ErrorOut(_Out):
+    detail: str
