@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 app = typer.Typer(
     name="synctwin",
@@ -27,6 +28,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks: print numbers and write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+experiment_app = typer.Typer(help="Documented experiments.", no_args_is_help=True)
+app.add_typer(experiment_app, name="experiment")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -318,6 +321,35 @@ def compare(
     console.print("wrote " + ", ".join(str(p) for p in paths))
 
 
+@experiment_app.command("silo")
+def experiment_silo(
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="scenario(s), comma-separated")
+    ] = "default,absenteeism,breakdowns,claims,peak-surge",
+    seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per arm")] = 10,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("silo-out"),
+    workers: WorkersOpt = None,
+) -> None:
+    """Silo vs synchronized: sector-local managers vs one that sees the whole flow."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from experiments.compare import validate
+    from experiments.silo import ARMS, run_silo, write
+
+    scenario_list = _split(scenario)
+    with user_errors():
+        validate(scenario_list, list(ARMS))
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("runs", total=len(scenario_list) * len(ARMS) * seeds)
+        result = run_silo(
+            scenario_list, seeds, workers=workers, progress=lambda k: bar.advance(task, k)
+        )
+    paths = write(result, out)
+    sys.stdout.write((out / "silo.md").read_text())
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -376,6 +408,65 @@ def bench_twin(
     console.print(f"wrote {out}")
 
 
+@bench_app.command("serve")
+def bench_serve_cmd(
+    policy: Annotated[Path, typer.Option(help="policy bundle to serve")] = Path("policies/default"),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-serve.json"
+    ),
+    requests: Annotated[int, typer.Option(min=10, help="sequential requests, no impact")] = 2000,
+    impact_requests: Annotated[int, typer.Option(min=1, help="requests with impact")] = 30,
+    clients: Annotated[int, typer.Option(min=1, help="concurrent clients")] = 4,
+    seconds: Annotated[float, typer.Option(min=0.5, help="length of each concurrent run")] = 5.0,
+) -> None:
+    """Policy server on loopback: latency, req/s, RSS, cold start (experiments/bench_serve.py)."""
+    from experiments.bench_serve import IMPACT_MODES, bench_serve
+
+    with user_errors():
+        from policies.bundle import read_manifest
+
+        read_manifest(policy)
+    result = bench_serve(
+        policy,
+        requests=requests,
+        impact_requests=impact_requests,
+        clients=clients,
+        seconds=seconds,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"policy server on loopback ({result['policy']['name']})")
+    for col in ("request", "p50 ms", "p99 ms", "req/s (clients)", "goal"):
+        table.add_column(col, justify="right" if col != "request" else "left")
+    rows = [("no_impact", "recommend, no impact", "p99 <= 3 ms, >= 1,000 req/s")]
+    rows += [(key, f"impact: {label}", "p99 <= 100 ms") for key, label, _ in IMPACT_MODES]
+    for key, label, goal in rows:
+        seq, conc = result[key]["sequential"], result[key]["concurrent"]
+        table.add_row(
+            label,
+            f"{seq['p50_ms']:.2f}",
+            f"{seq['p99_ms']:.2f}",
+            f"{conc['requests_per_second']:,.0f} ({conc['clients']})",
+            goal,
+        )
+    console.print(table)
+    two = result["no_impact_two_workers"]
+    console.print(
+        f"no impact with --workers 2: {two['concurrent']['requests_per_second']:,.0f} req/s "
+        f"({two['concurrent']['clients']} clients), RSS {two['rss_mb_all_processes']:.0f} MB "
+        "in all processes"
+    )
+    console.print(
+        f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); RSS "
+        f"{result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB (goal <= 300 MB)"
+    )
+    console.print(f"wrote {out}")
+
+
 # --------------------------------------------------------------------------- export
 
 
@@ -403,6 +494,146 @@ def export(
     console.print(f"wrote bundle {manifest.name} {manifest.version} to {out}")
 
 
+# --------------------------------------------------------------------------- calibrate
+
+
+class _PlainUsage(TyperCommand):
+    """Usage ``synctwin calibrate [OPTIONS] EVENTS``: Typer writes a required argument ``{EVENTS}``."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
+
+@app.command("calibrate", cls=_PlainUsage)
+def calibrate_cmd(
+    events: Annotated[
+        Path,
+        typer.Argument(
+            metavar="EVENTS",
+            help="event log: CSV, CSV.gz or Parquet (columns: README, section Calibration)",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="scenario YAML to write")],
+    base: Annotated[str, typer.Option(help="scenario for what the log does not fit")] = "default",
+    roster: Annotated[Path | None, typer.Option(help="roster CSV: shifts, headcount")] = None,
+    attendance: Annotated[Path | None, typer.Option(help="attendance CSV: absences")] = None,
+    equipment: Annotated[Path | None, typer.Option(help="equipment CSV: breakdowns")] = None,
+    report: Annotated[Path | None, typer.Option(help="fit report: .html or .md")] = None,
+    validate: Annotated[
+        bool, typer.Option(help="fit on the first days, compare the twin with the last ones")
+    ] = False,
+    holdout_days: Annotated[
+        int | None, typer.Option(min=1, help="days held out (default: a quarter)")
+    ] = None,
+    validate_seeds: Annotated[int, typer.Option(min=2, help="twin runs for --validate")] = 8,
+) -> None:
+    """Fit a scenario to an operation's event log (method: experiments/calibrate.py)."""
+    from experiments import calibrate as cal_mod
+    from experiments.calibration_report import console_summary, write_report
+    from experiments.calibration_validation import holdout_split
+    from experiments.calibration_validation import validate as run_validation
+    from twin.scenario import load_scenario
+
+    with user_errors():
+        sc = load_scenario(base)
+    try:
+        inputs = cal_mod.load_inputs(events, sc, roster, attendance, equipment)
+        windows = holdout_split(inputs.table, holdout_days) if validate else (None, None)
+        cal = cal_mod.calibrate_inputs(inputs, sc, cal_mod.scenario_name(out), windows[0])
+        cal_mod.write_scenario(cal, out)
+    except cal_mod.CalibrationError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    checked = None
+    if validate and windows[0] is not None and windows[1] is not None:
+        checked = run_validation(cal.scenario, inputs.table, *windows, seeds=validate_seeds)
+    for part in console_summary(cal, checked):
+        console.print(part, highlight=False)
+    console.print(f"wrote {out} (loads back as a valid scenario)")
+    if report is not None:
+        console.print(f"wrote {write_report(cal, report, checked)}")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    policy: Annotated[
+        Path | None, typer.Option(help="policy bundle directory (or SYNCTWIN_POLICY)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes [default: 1]")] = None,
+    api_key: Annotated[str | None, typer.Option(help="require this X-API-Key")] = None,
+    admin_key: Annotated[str | None, typer.Option(help="X-API-Key of admin routes")] = None,
+    log: Annotated[Path | None, typer.Option(help="decision log (JSONL)")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="serve with Ray Serve (scale-out)")] = False,
+    replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas")] = 1,
+) -> None:
+    """Serve a policy bundle over HTTP: recommendations, impact, forecasts (see policies/server.py).
+
+    Options override SYNCTWIN_* environment variables; the bundle is verified before
+    the server starts (a bad one exits with code 2).
+    """
+    from policies.server import Settings, create_app, run_server
+
+    given = {"policy": policy, "host": host, "port": port, "workers": workers}
+    given |= {"api_key": api_key, "admin_key": admin_key, "log": log}
+    with user_errors():
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        if ray:
+            from policies.ray_serve import run as run_ray
+
+            run_ray(settings, replicas=replicas)
+            return
+        app_ = create_app(settings) if settings.workers == 1 else None
+    run_server(settings, app_)
+
+
+@bench_app.command("strategies")
+def bench_strategies(
+    scenario: ScenarioOpt = "default",
+    seeds: Annotated[int, typer.Option(min=1, help="runs per strategy")] = 1,
+    strategies: Annotated[str | None, typer.Option(help="comma-separated (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-strategies.json"
+    ),
+) -> None:
+    """Compute cost per decision of each strategy (one core, the scenario's horizon)."""
+    from agents import check_strategy
+    from experiments.bench_strategies import bench_strategies as run_bench
+
+    names = _split(strategies) if strategies else None
+    with user_errors():
+        for name in names or []:
+            check_strategy(name)
+        result = run_bench(scenario, seeds=seeds, strategies=names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    table = Table(title=f"time per decision ({result['scenario']}, {seeds} run(s) each)")
+    for col in ("strategy", "decisions/run", "ms mean", "ms median", "ms p95", "ms max", "s/run"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in result["strategies"]:
+        table.add_row(
+            r["strategy"],
+            f"{r['decisions_per_run']:.0f}",
+            f"{r['ms_per_decision_mean']:.2f}",
+            f"{r['ms_per_decision_median']:.2f}",
+            f"{r['ms_per_decision_p95']:.2f}",
+            f"{r['ms_per_decision_max']:.2f}",
+            f"{r['run_seconds_mean']:.2f}",
+        )
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -424,6 +655,10 @@ def demo(seeds: Annotated[int, typer.Option(min=1)] = 3) -> None:
         runs = [run_sim(sc, make_controller(name, sc, s), s).kpis().total for s in range(seeds)]
         cols[name] = {k: sum(getattr(r, k) for r in runs) / len(runs) for k in KPI_NAMES}
     console.print(kpi_table(f"default, mean over {seeds} seeds", cols))
+
+
+# Commands that live in their own modules register themselves on `app` / `bench_app`.
+from experiments import dashboard_cli, train_cli  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - console entry point

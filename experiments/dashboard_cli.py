@@ -1,0 +1,1 @@
+"""``synctwin dashboard``: registered on the CLI's app on import."""

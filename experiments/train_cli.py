@@ -1,0 +1,285 @@
+"""``synctwin train`` and ``synctwin bench train``: registered on the CLI's apps on import.
+
+Ray, torch and SB3 are imported inside the commands, so ``synctwin --help`` stays fast.
+User errors (unknown scenario, a run dir that exists without ``--resume``, nothing to
+resume, an unreachable ``--address``, a bad sweep file) end with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from experiments.cli import app, bench_app, console, err_console, user_errors
+
+BACKENDS = ("rllib", "sb3")
+
+
+@contextmanager
+def training_errors() -> Iterator[None]:
+    """The project's user errors plus training's own: one line, exit code 2."""
+    from training.envs import IncompatibleScenarios
+    from training.runs import TrainingError
+
+    with user_errors():
+        try:
+            yield
+        except (TrainingError, IncompatibleScenarios) as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(2) from None
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise typer.BadParameter(f"{what}: give at least one value")
+    return values
+
+
+class _Bar:
+    """A rich progress bar over env steps with the latest return and evaluation cost."""
+
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=err_console,
+        )
+        self.task = self.progress.add_task(label, total=total, status="starting Ray...")
+        self.status = {"return": "-", "eval": "-"}
+
+    def __enter__(self) -> _Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def update(self, row: dict[str, Any]) -> None:
+        if row.get("episode_return_mean") is not None:
+            self.status["return"] = f"{float(row['episode_return_mean']):.1f}"
+        if row.get("eval_cost") is not None:
+            rel = row.get("eval_vs_threshold")
+            vs = f" ({float(rel):+.1%} vs threshold)" if rel is not None else ""
+            self.status["eval"] = f"{float(row['eval_cost']):,.0f}{vs}"
+        status = (
+            f"iter {row.get('iteration')}  return {self.status['return']}  "
+            f"eval cost {self.status['eval']}"
+        )
+        self.progress.update(self.task, completed=int(row.get("trained", 0)), status=status)
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="run directory (new, or --resume)")],
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="training scenario(s), comma-separated")
+    ] = "default",
+    backend: Annotated[str, typer.Option(help="rllib (Ray) or sb3 (one machine)")] = "rllib",
+    timesteps: Annotated[
+        int, typer.Option(min=1, help="env steps to train in this invocation")
+    ] = 100_000,
+    address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster (HOST:PORT) instead of a local Ray")
+    ] = None,
+    num_env_runners: Annotated[
+        int, typer.Option(min=0, help="remote env runners (0: sample in the trainer)")
+    ] = 0,
+    envs_per_runner: Annotated[int, typer.Option(min=1, help="vectorised envs per runner")] = 8,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
+    sweep: Annotated[
+        Path | None, typer.Option(help="Ray Tune sweep file (YAML); trials go under --out")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the run (env draws, network init)")] = 0,
+    policy_mode: Annotated[
+        str, typer.Option(help="per_sector or shared (rllib); sb3 is always centralised")
+    ] = "per_sector",
+    team_weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of the operation's cost in rewards")
+    ] = 0.5,
+    lr: Annotated[float, typer.Option(min=0.0, help="learning rate")] = 3e-4,
+    entropy_coeff: Annotated[float, typer.Option(min=0.0, help="entropy bonus")] = 0.01,
+    batch_size: Annotated[int, typer.Option(min=1, help="env steps per PPO iteration")] = 4000,
+    minibatch_size: Annotated[int, typer.Option(min=1, help="PPO minibatch size")] = 500,
+    epochs: Annotated[int, typer.Option(min=1, help="PPO epochs per iteration")] = 6,
+    hidden: Annotated[str, typer.Option(help="hidden layer sizes, e.g. 64,64")] = "64,64",
+    warm_start: Annotated[
+        str | None, typer.Option(help="imitate a baseline before PPO (rllib): threshold")
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="iterations")] = 5,
+    eval_every: Annotated[int, typer.Option(min=1, help="iterations")] = 5,
+    eval_seeds: Annotated[int, typer.Option(min=1, help="held-out seeds per evaluation")] = 4,
+) -> None:
+    """Train policies on SCENARIO(s) into a run directory (export it with `synctwin export`)."""
+    scenarios = [s.strip() for s in scenario.split(",") if s.strip()]
+    with training_errors():
+        from training.runs import TrainingError
+
+        if backend not in BACKENDS:
+            raise TrainingError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+        from twin.scenario import load_scenario
+
+        for name in scenarios:
+            load_scenario(name)  # unknown scenarios fail here, before Ray starts
+        if backend == "sb3":
+            if address or sweep:
+                raise TrainingError("--backend sb3 runs on one machine: no --address or --sweep")
+            _train_sb3(out, scenarios, timesteps, resume, seed, lr, entropy_coeff, hidden, epochs)
+            return
+        from training.rllib import RLlibSettings, check_address, train_rllib
+
+        settings = RLlibSettings(
+            scenarios=scenarios,
+            timesteps=timesteps,
+            policy_mode=policy_mode,
+            seed=seed,
+            num_env_runners=num_env_runners,
+            envs_per_runner=envs_per_runner,
+            team_weight=team_weight,
+            lr=lr,
+            entropy_coeff=entropy_coeff,
+            train_batch_size=batch_size,
+            minibatch_size=min(minibatch_size, batch_size),
+            num_epochs=epochs,
+            hidden=_ints(hidden, "--hidden"),
+            warm_start=warm_start,
+            checkpoint_every=checkpoint_every,
+            eval_every=eval_every,
+            eval_seeds=eval_seeds,
+        )
+        settings.check()
+        if address:
+            check_address(address)
+        if sweep is not None:
+            from training.sweep import load_sweep, run_sweep
+
+            if resume:
+                raise TrainingError("--sweep starts new trials: it takes no --resume")
+            spec = load_sweep(sweep)
+            summary = run_sweep(spec, settings, out, address=address)
+            best = summary["best"]
+            console.print(f"sweep: {summary['trials']} trials, results in {out}/sweep.csv")
+            if best:
+                console.print(
+                    f"best trial {best['trial']}: eval cost {best['eval_cost']:,.0f} "
+                    f"({best['eval_vs_threshold']:+.1%} vs threshold); "
+                    f"export: synctwin export {out}/trials/{best['trial']} --out BUNDLE"
+                )
+            return
+        with _Bar(timesteps, f"rllib {'+'.join(scenarios)}") as bar:
+            manifest = train_rllib(
+                settings, out, resume=resume, address=address, on_iteration=bar.update
+            )
+    ev = manifest.get("evaluation") or {}
+    console.print(
+        f"trained {manifest.get('iterations')} iterations, {manifest.get('env_steps'):,} env steps "
+        f"in total; run in {out}"
+    )
+    if ev:
+        console.print(
+            f"held-out evaluation ({len(ev['seeds'])} seeds): mean total cost "
+            f"{ev['mean_total_cost']:,.0f} vs threshold {ev['threshold_mean_total_cost']:,.0f} "
+            f"({ev['vs_threshold']:+.1%})"
+        )
+    console.print(f"export: synctwin export {out} --out BUNDLE_DIR")
+
+
+def _train_sb3(
+    out: Path,
+    scenarios: list[str],
+    timesteps: int,
+    resume: bool,
+    seed: int,
+    lr: float,
+    entropy_coeff: float,
+    hidden: str,
+    epochs: int,
+) -> None:
+    from training.sb3 import SB3Settings, train_sb3
+
+    settings = SB3Settings(
+        scenarios=scenarios,
+        timesteps=timesteps,
+        seed=seed,
+        lr=lr,
+        entropy_coeff=entropy_coeff,
+        hidden=_ints(hidden, "--hidden"),
+        n_epochs=epochs,
+    )
+    with _Bar(timesteps, f"sb3 {'+'.join(scenarios)}") as bar:
+        manifest = train_sb3(settings, out, resume=resume, on_iteration=bar.update)
+    ev = manifest["evaluation"]
+    console.print(
+        f"trained {manifest['timesteps']:,} env steps; held-out mean total cost "
+        f"{ev['mean_total_cost']:,.0f} vs threshold {ev['threshold_mean_total_cost']:,.0f} "
+        f"({ev['vs_threshold']:+.1%}); export: synctwin export {out} --out BUNDLE_DIR"
+    )
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-train.json"
+    ),
+    runners: Annotated[str, typer.Option(help="env runner counts, comma-separated")] = "0,1",
+    envs: Annotated[str, typer.Option(help="envs per runner, comma-separated")] = "1,8",
+    iterations: Annotated[int, typer.Option(min=1, help="timed iterations per setting")] = 2,
+    batch_size: Annotated[int, typer.Option(min=48, help="env steps per iteration")] = 1000,
+    run: Annotated[
+        Path | None, typer.Option(help="a run dir: report its time to beat threshold")
+    ] = None,
+) -> None:
+    """PPO env steps/s and seconds per iteration for env runners x envs per runner.
+
+    The full grid of the issue is `--runners 0,1,2 --envs 1,4,8`.
+    """
+    from experiments.bench_train import bench_train, time_to_beat
+
+    grid_runners, grid_envs = _ints(runners, "--runners"), _ints(envs, "--envs")
+    result = bench_train(grid_runners, grid_envs, iterations=iterations, batch_size=batch_size)
+    if run is not None:
+        with training_errors():
+            result["time_to_beat_threshold"] = time_to_beat(run)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"PPO training speed on default (batch {batch_size} env steps)")
+    for col in ("env runners", "envs/runner", "env steps/s", "s/iteration"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        table.add_row(
+            str(r["num_env_runners"]),
+            str(r["envs_per_runner"]),
+            f"{r['env_steps_per_s']:,.0f}",
+            f"{r['seconds_per_iteration']:.2f}",
+        )
+    console.print(table)
+    ttb = result.get("time_to_beat_threshold")
+    if ttb:
+        console.print(f"time to beat threshold: {json.dumps(ttb)}")
+    console.print(f"wrote {out}")
