@@ -104,7 +104,8 @@ def _ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
 def _headline_table(summary: pd.DataFrame, strategies: Sequence[str]) -> str:
     ref = summary["diff_vs"].iloc[0]
     head = (
-        "<tr><th>strategy</th><th>total cost, mean [95% CI]</th><th>cost normalised to static = 1.0</th>"
+        "<tr><th>strategy</th><th>total cost, mean [95% CI]</th>"
+        "<th>cost normalised to static = 1.0</th>"
         f"<th>Δ cost vs {html.escape(ref)} [95% CI, paired]</th><th>SLA misses</th>"
         "<th>overtime h</th><th>flex h</th><th>transfers</th></tr>"
     )

@@ -88,11 +88,29 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
 
 
 def read_manifest(directory: Path) -> Manifest:
-    """Read and verify a bundle's manifest and files (not yet its compatibility)."""
+    """Read and verify a bundle's manifest and files (not yet its compatibility).
+
+    Every failure is a :class:`BundleError` naming the bundle, including the file
+    system's own (a file that cannot be read, a directory where a file should be, a
+    name too long): a server reloading a bundle must answer with a clear message, not
+    an ``OSError`` traceback.
+    """
     directory = Path(directory)
+    try:
+        return _read_manifest(directory)
+    except OSError as err:
+        where = err.filename if err.filename is not None else directory
+        raise BundleError(
+            f"policy bundle {directory}: cannot read {where}: {err.strerror or err}"
+        ) from None
+
+
+def _read_manifest(directory: Path) -> Manifest:
     path = directory / MANIFEST
     if not directory.is_dir():
         raise BundleError(f"policy bundle {directory}: not a directory")
+    if path.is_dir():
+        raise BundleError(f"policy bundle {directory}: {MANIFEST} is a directory, not a file")
     if not path.is_file():
         raise BundleError(f"policy bundle {directory}: no {MANIFEST}")
     try:
@@ -121,6 +139,8 @@ def read_manifest(directory: Path) -> Manifest:
             raise BundleError(f"policy bundle {directory}: {name} has no checksum in the manifest")
     for name, entry in manifest.files.items():
         f = directory / name
+        if f.is_dir():
+            raise BundleError(f"policy bundle {directory}: {name} is a directory, not a file")
         if not f.is_file():
             raise BundleError(f"policy bundle {directory}: missing file {name}")
         if sha256_file(f) != entry.sha256:

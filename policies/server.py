@@ -94,7 +94,8 @@ from policies.schemas import (
     SectorRecommendation,
 )
 from twin.features import featurizer
-from twin.model import SnapshotError, _check_snapshot
+from twin.model import SnapshotError
+from twin.model import check_snapshot as check_fits_scenario
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
 from twin.spaces import PRIORITIES
@@ -640,7 +641,7 @@ def check_snapshot(
                     [*prefix, "sectors", i, field], f"must be <= {settings.max_rate_per_hour:g}"
                 )
     try:
-        _check_snapshot(sc, snap)
+        check_fits_scenario(sc, snap)
     except SnapshotError as err:
         loc, msg = snapshot_error_loc(err, snap)
         raise ClientError([*prefix, *loc], msg, "snapshot_error") from None

@@ -910,20 +910,6 @@ def test_decision_log_without_a_file(tmp_path: Path) -> None:
     assert second["recommendation_id"] == "a" and second["accepted"] is True
 
 
-def test_rollouts_release_their_twins(snapshots: list[OperationSnapshot]) -> None:
-    """Mesa 3.3 keeps every model in ``Agent._ids``; rollouts must drop theirs (no leak)."""
-    import mesa
-
-    scenario = load_scenario("default")
-    snap = snapshots[1]
-    action = {"packing": SectorAction(flex_count=2)}
-    estimate_impact(scenario, snap, action, horizon_minutes=10, samples=2)
-    before = len(mesa.Agent._ids)
-    estimate_impact(scenario, snap, action, horizon_minutes=10, samples=3)
-    forecast(scenario, snap, BundlePolicyStub(), hours=[0.2], samples=2)
-    assert len(mesa.Agent._ids) == before
-
-
 class BundlePolicyStub:
     """A controller that keeps the actions in force."""
 

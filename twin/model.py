@@ -290,6 +290,10 @@ class OperationModel(mesa.Model):
             target = self.sector_index.get(action.lend_to) if action.lend_to else None
             if target is None or target == s or self._eff[s][target] <= 0:
                 target = None
+                if action.lend_to is not None or action.lend_count:
+                    # keep the action in force legal too: snapshots report it, and a
+                    # snapshot naming an unknown sector would not load into a twin
+                    action = action.model_copy(update={"lend_to": None, "lend_count": 0})
             old = self.sector_index.get(previous.lend_to) if previous.lend_to else None
             if old is not None and old != target:
                 self._set_lent(s, old, 0)
@@ -857,7 +861,7 @@ class OperationModel(mesa.Model):
             SnapshotError: the snapshot names unknown sectors, classes or shifts, or its
                 counts contradict each other.
         """
-        _check_snapshot(scenario, snapshot)
+        check_snapshot(scenario, snapshot)
         m = cls(
             scenario,
             rng,
@@ -881,7 +885,9 @@ class OperationModel(mesa.Model):
                 m._move(w, state, sector, now)
                 w.overtime_used = g.overtime_minutes
                 if state is TRANSFER:
-                    w.ready = g.ready_minute if g.ready_minute is not None else now
+                    # a transfer a live system reports as due already ends now: an event
+                    # in the past would book negative minutes to the transfer account
+                    w.ready = max(now, g.ready_minute if g.ready_minute is not None else now)
                     m._push(w.ready, _TRANSFER_DONE, w, w.token)
                 elif state is OVERTIME:
                     limit = scenario.workforce.max_overtime_minutes
@@ -939,8 +945,14 @@ class OperationModel(mesa.Model):
         return item
 
 
-def _check_snapshot(scenario: Scenario, snap: OperationSnapshot) -> None:
-    """Raise :class:`SnapshotError` naming the first field that does not fit ``scenario``."""
+def check_snapshot(scenario: Scenario, snap: OperationSnapshot) -> None:
+    """Raise :class:`SnapshotError` naming the first field that does not fit ``scenario``.
+
+    The pydantic schema checks a snapshot on its own (types, signs, bucket counts, no
+    NaN); this checks it against the scenario a twin would run: known sectors, item
+    classes and shifts, and counts that agree with each other. ``from_snapshot`` calls
+    it; the policy server calls it too, to refuse a request before any rollout.
+    """
 
     def fail(where: str, problem: str) -> None:
         raise SnapshotError(f"snapshot {where}: {problem}")
@@ -990,5 +1002,12 @@ def _check_snapshot(scenario: Scenario, snap: OperationSnapshot) -> None:
             )
         if st.outage_stations > st.stations_down:
             fail(f"sectors.{st.name}.outage_stations", "exceeds stations_down")
+        stations = scenario.sectors[scenario.sector_names.index(st.name)].stations
+        if st.stations_down > (stations or 0):
+            fail(
+                f"sectors.{st.name}.stations_down",
+                f"{st.stations_down} stations down, but the sector has {stations or 'no'} stations",
+            )
         if st.action.lend_to is not None and st.action.lend_to not in sectors:
             fail(f"sectors.{st.name}.action.lend_to", f"unknown sector {st.action.lend_to!r}")
+

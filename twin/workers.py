@@ -36,8 +36,44 @@ PAID_REGULAR = (WorkerState.IDLE, WorkerState.BUSY, WorkerState.BREAK, WorkerSta
 PAID_FLEX = (WorkerState.IDLE, WorkerState.BUSY, WorkerState.BREAK)
 
 
+class _WorkerIds:
+    """Hands out ``1, 2, 3, ...``: the unique ids of one model's workers."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __next__(self) -> int:
+        self.last += 1
+        return self.last
+
+
+class _IdsKeptOnTheModel:
+    """Stands in for Mesa's class-level id registry: each model keeps its own counter.
+
+    Mesa 3.3's ``Agent.__init__`` numbers agents with ``next(self._ids[model])``, where
+    ``Agent._ids`` is a class-level ``defaultdict`` keyed by the model. That dict holds
+    a strong reference to every model that ever created an agent, so no twin (with its
+    workers, queues and event heap) was ever freed: a comparison, a lookahead
+    controller or a policy server building thousands of rollouts grew without bound.
+    Serving ``_ids[model]`` from an attribute of the model itself keeps the same
+    numbering (1, 2, ... per model) with no global state, so a twin is freed as soon
+    as nothing else refers to it.
+    """
+
+    def __getitem__(self, model: object) -> _WorkerIds:
+        ids = model.__dict__.get("_worker_ids")
+        if ids is None:
+            ids = model.__dict__["_worker_ids"] = _WorkerIds()
+        return ids
+
+
 class Worker(mesa.Agent):
     """A member of staff: a home sector, a shift (none for flex), and a current state.
+
+    Unique ids count from 1 within each model, as in Mesa, but the counter lives on the
+    model rather than in Mesa's class-level registry (see :class:`_IdsKeptOnTheModel`).
 
     Attributes:
         home: index of the home sector (flex workers: the sector they were called to).
@@ -51,6 +87,8 @@ class Worker(mesa.Agent):
         item: the item being served, if any.
         token: bumped whenever a scheduled event for this worker becomes void.
     """
+
+    _ids = _IdsKeptOnTheModel()  # type: ignore[assignment]
 
     def __init__(self, model: OperationModel, home: int, shift: int, flex: bool) -> None:
         super().__init__(model)
