@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -57,11 +57,18 @@ def user_errors() -> Iterator[None]:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as err:
-        lines = [f"  - {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+        lines = [_error_line(e) for e in err.errors()]
         err_console.print(
             "[bold red]error:[/] invalid input:\n" + "\n".join(lines), highlight=False
         )
         raise typer.Exit(2) from None
+
+
+def _error_line(error: Mapping[str, Any]) -> str:
+    """One pydantic error as ``  - field.path: message`` (no empty path, no class prefix)."""
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    where = ".".join(map(str, error["loc"]))
+    return f"  - {where}: {msg}" if where else f"  - {msg}"
 
 
 def guarded(fn: Callable[[], T]) -> T:
@@ -422,11 +429,14 @@ def bench_serve_cmd(
 ) -> None:
     """Policy server on loopback: latency, req/s, RSS, cold start (experiments/bench_serve.py)."""
     from experiments.bench_serve import IMPACT_MODES, bench_serve
+    from policies.bundle import BundleError, read_manifest
 
-    with user_errors():
-        from policies.bundle import read_manifest
-
+    try:
         read_manifest(policy)
+    except BundleError as err:
+        hint = "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes a bundle)"
+        err_console.print(f"[bold red]error:[/] {err}\n{hint}", highlight=False)
+        raise typer.Exit(2) from None
     result = bench_serve(
         policy,
         requests=requests,
@@ -498,7 +508,7 @@ def export(
 
 
 class _PlainUsage(TyperCommand):
-    """Usage ``synctwin calibrate [OPTIONS] EVENTS``: Typer writes a required argument ``{EVENTS}``."""
+    """Usage ``calibrate [OPTIONS] EVENTS`` (Typer would write a required argument ``{EVENTS}``)."""
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         pieces = super().collect_usage_pieces(ctx)
