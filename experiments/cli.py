@@ -256,35 +256,47 @@ def _split(text: str) -> list[str]:
 
 
 def comparison_table(summary, scenario: str) -> Table:
-    """The comparison summary of one scenario: one row per strategy."""
+    """One scenario's comparison, one row per strategy; fits an 80-column terminal.
+
+    Total cost is mean ± the 95% interval's half-width; the paired difference against the
+    first strategy is starred when its 95% interval excludes zero (summary.csv has all).
+    """
     import math
+
+    from rich import box
 
     rows = summary[summary["scenario"] == scenario]
     ref = rows["diff_vs"].iloc[0]
 
-    def ci(r, digits: int = 1, prefix: str = "") -> str:
-        lo, hi = r[f"{prefix}ci95_low"], r[f"{prefix}ci95_high"]
-        mean = f"{r[f'{prefix}mean']:,.{digits}f}"
-        return mean if math.isnan(lo) else f"{mean} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
+    def label(strategy: str) -> str:
+        base, sep, path = strategy.partition(":")
+        return f"{base}:{Path(path).name}" if sep and base == "policy" else strategy
 
-    table = Table(title=f"{scenario}: mean [95% CI] over seeds", show_lines=False)
-    for col in ("strategy", "total cost", "vs static", f"Δ cost vs {ref} (paired)", "SLA misses"):
-        table.add_column(col, justify="right" if col != "strategy" else "left")
-    for col in ("overtime h", "flex h", "transfers"):
-        table.add_column(col, justify="right")
+    table = Table(
+        title=f"{scenario}: mean over seeds; Δ paired vs {label(ref)} (* = 95% CI excludes 0)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    heads = ("strategy", "cost ± 95%", "/static", "Δ cost", "misses", "OT h")
+    for col in (*heads, "flex h", "moves"):
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for strategy in dict.fromkeys(rows["strategy"]):
         k = rows[rows["strategy"] == strategy].set_index("kpi")
         cost = k.loc["total_cost"]
+        half = (cost["ci95_high"] - cost["ci95_low"]) / 2
         norm = cost["normalized"]
+        star = not (cost["diff_ci95_low"] <= 0 <= cost["diff_ci95_high"])
         table.add_row(
-            strategy,
-            ci(cost, 0),
+            label(strategy),
+            f"{cost['mean']:,.0f}" + ("" if math.isnan(half) else f" ± {half:,.0f}"),
             "–" if math.isnan(norm) else f"{norm:.3f}",
-            "–" if strategy == ref else ci(cost, 0, "diff_"),
-            ci(k.loc["sla_misses"]),
+            "–" if strategy == ref else f"{cost['diff_mean']:+,.0f}{' *' if star else ''}",
+            f"{k.loc['sla_misses', 'mean']:,.0f}",
             f"{k.loc['overtime_hours', 'mean']:,.1f}",
             f"{k.loc['flex_hours', 'mean']:,.1f}",
-            f"{k.loc['transfers', 'mean']:,.1f}",
+            f"{k.loc['transfers', 'mean']:,.0f}",
         )
     return table
 
@@ -298,7 +310,7 @@ def compare(
         str, typer.Option(help="comma-separated; the first is the reference of the differences")
     ] = "static,threshold,lookahead",
     seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per strategy")] = 10,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("compare-out"),
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/compare"),
     workers: WorkersOpt = None,
     report: Annotated[bool, typer.Option(help="write report.html")] = True,
 ) -> None:
@@ -334,7 +346,7 @@ def experiment_silo(
         str, typer.Option("--scenario", "-s", help="scenario(s), comma-separated")
     ] = "default,absenteeism,breakdowns,claims,peak-surge",
     seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per arm")] = 10,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("silo-out"),
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/silo"),
     workers: WorkersOpt = None,
 ) -> None:
     """Silo vs synchronized: sector-local managers vs one that sees the whole flow."""
@@ -648,23 +660,16 @@ def bench_strategies(
 
 
 @app.command()
-def demo(seeds: Annotated[int, typer.Option(min=1)] = 3) -> None:
-    """The main job on the built-in default scenario: every built-in strategy, a KPI table."""
-    from agents import make_controller, strategy_names
-    from twin.kpis import KPI_NAMES
-    from twin.runner import simulate as run_sim
-    from twin.scenario import load_scenario
+def demo(
+    seeds: Annotated[int, typer.Option(min=2, help="seeds 0..N-1 per strategy")] = 3,
+    timesteps: Annotated[int, typer.Option(min=100, help="env steps of brief training")] = 8000,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/demo"),
+) -> None:
+    """The main job on the default scenario: baselines, brief training, export, comparison."""
+    from experiments.demo import run_demo
 
-    sc = load_scenario("default")
-    console.print(
-        f"[bold]SyncTwin demo[/]: scenario [cyan]{sc.name}[/] ({sc.description}), "
-        f"{sc.total_headcount} workers, seeds 0..{seeds - 1}"
-    )
-    cols: dict[str, dict[str, float]] = {}
-    for name in strategy_names():
-        runs = [run_sim(sc, make_controller(name, sc, s), s).kpis().total for s in range(seeds)]
-        cols[name] = {k: sum(getattr(r, k) for r in runs) / len(runs) for k in KPI_NAMES}
-    console.print(kpi_table(f"default, mean over {seeds} seeds", cols))
+    with user_errors():
+        run_demo(out, seeds, timesteps, console, err_console, comparison_table)
 
 
 # Commands that live in their own modules register themselves on `app` / `bench_app`.

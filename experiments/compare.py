@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from agents import check_strategy, make_controller
+from agents import StrategyError, check_strategy
+from experiments.strategies import POLICY_PREFIX, controller_for
 from twin.actions import SectorAction
 from twin.kpis import KPI_NAMES
 from twin.runner import simulate
@@ -84,7 +85,7 @@ class RunResult:
 def run_one(job: Run) -> RunResult:
     """Simulate one (scenario, strategy, seed) and flatten its KPIs into a row."""
     sc = load_scenario(job.scenario)
-    controller = TimedController(make_controller(job.strategy, sc, job.seed))
+    controller = TimedController(controller_for(job.strategy, sc, job.seed))
     t0 = time.perf_counter()
     model = simulate(sc, controller, job.seed)
     wall = time.perf_counter() - t0
@@ -204,19 +205,24 @@ def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, S
     Raises:
         ScenarioError: an unknown scenario or an invalid file.
         StrategyError: an unknown strategy or a bad tuned-parameters file.
+        BundleError: a ``policy:DIR`` bundle that is missing, corrupt or incompatible.
     """
     if not scenarios:
         raise ValueError("give at least one scenario")
     if not strategies:
         raise ValueError("give at least one strategy")
     for s in strategies:
-        check_strategy(s)
+        if not s.startswith(POLICY_PREFIX):
+            try:
+                check_strategy(s)
+            except StrategyError as err:
+                raise StrategyError(f"{err}; or {POLICY_PREFIX}BUNDLE_DIR") from None
     loaded = {}
     for name in scenarios:
         sc = load_scenario(name)
         loaded[name] = sc
         for s in strategies:
-            make_controller(s, sc, 0)
+            controller_for(s, sc, 0)
     return loaded
 
 
