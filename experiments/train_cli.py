@@ -24,8 +24,8 @@ BACKENDS = ("rllib", "sb3")
 @contextmanager
 def training_errors() -> Iterator[None]:
     """The project's user errors plus training's own: one line, exit code 2."""
-    from training.envs import IncompatibleScenarios
     from training.runs import TrainingError
+    from training.scenarios import IncompatibleScenarios
 
     with user_errors():
         try:
@@ -39,7 +39,9 @@ def _ints(text: str, what: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{what}: expected comma-separated integers, got {text!r}") from None
+        raise typer.BadParameter(
+            f"{what}: expected comma-separated integers, got {text!r}"
+        ) from None
     if not values:
         raise typer.BadParameter(f"{what}: give at least one value")
     return values
@@ -106,7 +108,9 @@ def train(
         int, typer.Option(min=0, help="remote env runners (0: sample in the trainer)")
     ] = 0,
     envs_per_runner: Annotated[int, typer.Option(min=1, help="vectorised envs per runner")] = 8,
-    resume: Annotated[bool, typer.Option(help="continue the run in --out from its checkpoint")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run in --out from its checkpoint")
+    ] = False,
     sweep: Annotated[
         Path | None, typer.Option(help="Ray Tune sweep file (YAML); trials go under --out")
     ] = None,
@@ -133,14 +137,15 @@ def train(
     """Train policies on SCENARIO(s) into a run directory (export it with `synctwin export`)."""
     scenarios = [s.strip() for s in scenario.split(",") if s.strip()]
     with training_errors():
-        from training.runs import TrainingError
+        from training.runs import TrainingError, check_run_dir
+        from training.scenarios import load_training_scenarios
 
         if backend not in BACKENDS:
             raise TrainingError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
-        from twin.scenario import load_scenario
-
-        for name in scenarios:
-            load_scenario(name)  # unknown scenarios fail here, before Ray starts
+        # unknown scenarios, and scenarios that cannot share policies, fail before Ray starts
+        load_training_scenarios(scenarios)
+        if sweep is None:
+            check_run_dir(out, resume, backend)
         if backend == "sb3":
             if address or sweep:
                 raise TrainingError("--backend sb3 runs on one machine: no --address or --sweep")

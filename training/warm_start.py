@@ -1,0 +1,157 @@
+"""Warm start: imitate a baseline controller before PPO (behaviour cloning + value fit).
+
+PPO from random weights spends most of a short CPU budget rediscovering what the tuned
+``threshold`` floor manager already does (lend to the bottleneck, call flex, overtime at
+shift end). Starting from a policy that imitates it, and a value function fitted to the
+returns it earns, lets PPO spend the budget on *improving* it instead.
+
+Data: the baseline drives the twin on training seeds through :class:`twin.env.EnvCore`
+(the training env's own core, so features, action encoding and rewards are the
+training env's); each decision gives, per sector, the features, the baseline's action
+encoded as the policy's action vector (:meth:`twin.spaces.ActionCodec.encode`), and
+the sector's reward. Policy heads learn the actions by cross-entropy per action
+field; value heads learn the discounted returns by mean squared error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents import make_controller
+from twin.env import EnvCore
+from twin.scenario import Scenario
+
+
+@dataclass
+class Demonstrations:
+    """Per policy id: observations, action vectors, discounted returns."""
+
+    obs: dict[str, np.ndarray]
+    actions: dict[str, np.ndarray]
+    returns: dict[str, np.ndarray]
+
+
+def collect(
+    scenarios: Sequence[Scenario],
+    seeds: Sequence[int],
+    *,
+    baseline: str = "threshold",
+    team_weight: float,
+    max_lend: int,
+    max_flex: int,
+    gamma: float,
+    shared: bool,
+) -> Demonstrations:
+    """Run ``baseline`` on every (scenario, seed); one dataset per policy id."""
+    obs: dict[str, list[np.ndarray]] = {}
+    acts: dict[str, list[np.ndarray]] = {}
+    rets: dict[str, list[np.ndarray]] = {}
+    for sc in scenarios:
+        core = EnvCore(sc, team_weight=team_weight, max_lend=max_lend, max_flex=max_flex)
+        n = len(core.sectors)
+        onehot = np.eye(n, dtype=np.float32)
+        for seed in seeds:
+            controller = make_controller(baseline, sc, seed)
+            feats = core.reset(np.random.default_rng(seed))
+            ep_obs, ep_act, ep_rew = [], [], []
+            done = False
+            while not done:
+                decided = controller.decide(core.live)
+                vectors = np.stack(
+                    [
+                        core.codecs[s].encode(decided[s]) if s in decided else _keep(core, s)
+                        for s in core.sectors
+                    ]
+                )
+                actions = {s: core.decode(s, v) for s, v in zip(core.sectors, vectors, strict=True)}
+                ep_obs.append(feats.astype(np.float32))
+                ep_act.append(vectors)
+                feats, _, rewards, _, done = core.step(actions)
+                ep_rew.append(rewards)
+            returns = _discounted(np.asarray(ep_rew), gamma)  # (T, n)
+            o, a = np.asarray(ep_obs), np.asarray(ep_act)
+            for i, s in enumerate(core.sectors):
+                pid = "shared" if shared else s
+                x = o[:, i]
+                if shared:
+                    x = np.concatenate([x, np.repeat(onehot[i : i + 1], len(x), axis=0)], axis=1)
+                obs.setdefault(pid, []).append(x)
+                acts.setdefault(pid, []).append(a[:, i])
+                rets.setdefault(pid, []).append(returns[:, i])
+    return Demonstrations(
+        obs={k: np.concatenate(v) for k, v in obs.items()},
+        actions={k: np.concatenate(v) for k, v in acts.items()},
+        returns={k: np.concatenate(v).astype(np.float32) for k, v in rets.items()},
+    )
+
+
+def _keep(core: EnvCore, sector: str) -> np.ndarray:
+    """The vector of the action in force (a controller that says nothing keeps it)."""
+    state = next(st for st in core.live.sectors if st.name == sector)
+    return core.codecs[sector].encode(state.action)
+
+
+def _discounted(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    out = np.zeros_like(rewards, dtype=np.float64)
+    acc = np.zeros(rewards.shape[1])
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out
+
+
+def pretrain(
+    modules: Mapping[str, torch.nn.Module],
+    data: Demonstrations,
+    nvec: np.ndarray,
+    *,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Fit each module's policy head to the actions and its value head to the returns.
+
+    Returns:
+        Per policy id: final cross-entropy, value MSE and greedy action accuracy.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    splits = list(np.asarray(nvec).tolist())
+    report = {}
+    for pid, module in modules.items():
+        x = torch.from_numpy(data.obs[pid])
+        y = torch.from_numpy(data.actions[pid]).long()
+        r = torch.from_numpy(data.returns[pid])
+        opt = torch.optim.Adam(module.parameters(), lr=lr)
+        module.train()
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), generator=gen)
+            for start in range(0, len(x), batch_size):
+                idx = perm[start : start + batch_size]
+                batch = {"obs": x[idx]}
+                out = module.forward_train(batch)
+                ce = _cross_entropy(out["action_dist_inputs"], y[idx], splits)
+                values = module.compute_values(batch)
+                vf = torch.nn.functional.mse_loss(values, r[idx])
+                opt.zero_grad()
+                (ce + 0.5 * vf).backward()
+                opt.step()
+        with torch.no_grad():
+            out = module.forward_train({"obs": x})
+            logits = out["action_dist_inputs"]
+            ce = float(_cross_entropy(logits, y, splits))
+            vf = float(torch.nn.functional.mse_loss(module.compute_values({"obs": x}), r))
+            parts = torch.split(logits, splits, dim=-1)
+            greedy = torch.stack([p.argmax(-1) for p in parts], dim=-1)
+            acc = float((greedy == y).all(dim=-1).float().mean())
+        report[pid] = {"cross_entropy": ce, "value_mse": vf, "action_accuracy": acc}
+    return report
+
+
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor, splits: list[int]) -> torch.Tensor:
+    parts = torch.split(logits, splits, dim=-1)
+    return sum(torch.nn.functional.cross_entropy(p, y[:, j]) for j, p in enumerate(parts))  # type: ignore[return-value]
