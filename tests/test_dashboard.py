@@ -337,3 +337,18 @@ def test_a_strategy_change_takes_effect_on_reset(browser, dashboard_url) -> None
     ).click()
     _until(lambda: "Choose a strategy B" in d.find_element("tag name", "body").text,
            "the side-by-side page to ask for a strategy B")  # fmt: skip
+
+
+def test_a_policy_bundle_drives_and_advises(policy_bundle) -> None:
+    """``policy:DIR`` runs as strategy A and as the advisor, with the bundle's confidence."""
+    strategy = f"policy:{policy_bundle}"
+    m = PlannerTwin(strategy=strategy, compare="static", advisor=strategy, seed=2)
+    assert m.error is None and m.is_policy
+    for _ in range(13 * 60 // STEP_MINUTES):  # to 13:00, picking's queue is long by then
+        m.step()
+    assert m.a is not None and m.a.kpis() != m.b.kpis()  # the policy acted
+    advice = m.advice()
+    assert {a.sector for a in advice} == set(m.scenario.sector_names)
+    for a in advice:
+        assert a.confidence is not None and 0.0 < a.confidence <= 1.0
+        assert a.message
