@@ -42,20 +42,9 @@ from experiments.calibrate import (
 )
 from experiments.calibration_data import EventTable
 from experiments.calibration_validation import Validation
+from experiments.report import CSS
 
 MAX_REJECTED_SHOWN = 20
-
-CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1100px; color: #222; line-height: 1.4; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
-th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f4f4f4; }
-img { max-width: 100%; display: block; margin: 1em 0; }
-.note { color: #555; font-size: .9em; }
-"""
 
 
 # --------------------------------------------------------------------------- blocks
