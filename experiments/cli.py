@@ -372,6 +372,17 @@ def experiment_silo(
 # --------------------------------------------------------------------------- bench
 
 
+def write_bench_json(result: dict[str, Any], out: Path, as_json: bool) -> bool:
+    """Write a benchmark's result to ``out``; with ``--json`` also print it and return True
+    (the caller then prints no table)."""
+    text = json.dumps(result, indent=2) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    if as_json:
+        sys.stdout.write(text)
+    return as_json
+
+
 @bench_app.command("twin")
 def bench_twin(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
@@ -387,10 +398,7 @@ def bench_twin(
 
     result = run_bench(repeats=repeats)
     result["envs"] = bench_envs(steps=env_steps)["envs"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    if write_bench_json(result, out, as_json):
         return
     table = Table(title="twin speed (static plan, one core)")
     for col in (
@@ -456,10 +464,7 @@ def bench_serve_cmd(
         clients=clients,
         seconds=seconds,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    if write_bench_json(result, out, as_json):
         return
     table = Table(title=f"policy server on loopback ({result['policy']['name']})")
     for col in ("request", "p50 ms", "p99 ms", "req/s (clients)", "goal"):
@@ -634,10 +639,7 @@ def bench_strategies(
         for name in names or []:
             check_strategy(name)
         result = run_bench(scenario, seeds=seeds, strategies=names)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    if write_bench_json(result, out, as_json):
         return
     table = Table(title=f"time per decision ({result['scenario']}, {seeds} run(s) each)")
     for col in ("strategy", "decisions/run", "ms mean", "ms median", "ms p95", "ms max", "s/run"):

@@ -8,7 +8,6 @@ resume, an unreachable ``--address``, a bad sweep file) end with one line and ex
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from experiments.cli import app, bench_app, console, err_console, user_errors
+from experiments.cli import (
+    app,
+    bench_app,
+    console,
+    err_console,
+    user_errors,
+    write_bench_json,
+)
 
 BACKENDS = ("rllib", "sb3")
 
@@ -266,10 +272,7 @@ def bench_train_cmd(
     if run is not None:
         with training_errors():
             result["time_to_beat_threshold"] = time_to_beat(run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    if write_bench_json(result, out, as_json):
         return
     from rich.table import Table
 

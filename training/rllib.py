@@ -419,21 +419,26 @@ def train_rllib(
     started_ray = connect_ray(address)
     sink = MetricsSink(run_dir, METRIC_COLUMNS)
     algo = None
+
+    def evaluate() -> Any:
+        """The current policies, greedy, on the held-out seeds next to ``threshold``."""
+        return evaluate_modules(
+            learner_modules(algo, ids),
+            scenarios,
+            settings.eval_seed_list,
+            shared=settings.policy_mode == "shared",
+            max_lend=settings.max_lend,
+            max_flex=settings.max_flex,
+            baseline=baseline,
+        )
+
     try:
         algo = build_config(settings, sectors).build_algo()
         if checkpoint is not None:
             algo.restore_from_path(str(checkpoint.resolve()))
         elif settings.warm_start:
             report = warm_start(algo, settings, scenarios, ids)
-            ev = evaluate_modules(
-                learner_modules(algo, ids),
-                scenarios,
-                settings.eval_seed_list,
-                shared=settings.policy_mode == "shared",
-                max_lend=settings.max_lend,
-                max_flex=settings.max_flex,
-                baseline=baseline,
-            )
+            ev = evaluate()
             report["evaluation"] = {
                 "mean_total_cost": ev.policy_cost,
                 "vs_threshold": ev.vs_threshold,
@@ -468,15 +473,7 @@ def train_rllib(
             row["env_steps_per_s"] = _sampled(result) / max(row["iter_s"], 1e-9)
             it = row["iteration"]
             if done or it % max(1, settings.eval_every) == 0:
-                ev = evaluate_modules(
-                    learner_modules(algo, ids),
-                    scenarios,
-                    settings.eval_seed_list,
-                    shared=settings.policy_mode == "shared",
-                    max_lend=settings.max_lend,
-                    max_flex=settings.max_flex,
-                    baseline=baseline,
-                )
+                ev = evaluate()
                 last_eval = {
                     "iteration": it,
                     "env_steps": row["env_steps"],
