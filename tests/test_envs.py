@@ -92,7 +92,8 @@ def test_gymnasium_check_env(scenario: Scenario, env_id: str) -> None:
 
 @pytest.mark.parametrize("make", [OperationEnv, SectorEnv], ids=["Operation", "Sector"])
 def test_sb3_check_env(scenario: Scenario, make: Callable[..., gym.Env]) -> None:
-    env_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    from stable_baselines3.common import env_checker
+
     env = make(scenario)
     with no_warnings():
         env_checker.check_env(env, warn=True)
@@ -117,7 +118,6 @@ def test_pettingzoo_parallel_seed(scenario: Scenario) -> None:
 def test_rllib_check_multiagent_environments(
     scenario: Scenario, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pytest.importorskip("ray.rllib")
     from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 
     from training.rllib_env import SyncTwinMultiAgentEnv
@@ -131,7 +131,6 @@ def test_rllib_check_multiagent_environments(
 
 
 def test_rllib_adapter_episode_end_and_config() -> None:
-    pytest.importorskip("ray.rllib")
     from pydantic import ValidationError
 
     from training.rllib_env import SyncTwinMultiAgentEnv
