@@ -102,3 +102,21 @@ def make_controller(name: str, scenario: Scenario, seed: int = 0) -> Controller:
         return STRATEGIES[base](scenario, seed, arg or None)
     except TunedFileError as err:
         raise StrategyError(str(err)) from None
+
+
+def tuning_of(controller: Controller) -> str | None:
+    """Whether a baseline's threshold parameters were tuned for its scenario.
+
+    ``tuned`` (a tuned file for this scenario, shipped or given as ``name:PATH``), ``stale``
+    (a tuned file for an earlier version of the scenario), ``untuned`` (no file: the
+    documented defaults, which can be far from the scenario's best), or ``None`` for
+    strategies without thresholds. Lookahead reports its base manager's.
+    """
+    source = getattr(controller, "params_source", None)
+    if source is None and hasattr(controller, "base"):
+        source = getattr(controller.base, "params_source", None)
+    if source is None or source == "given":
+        return None if source is None else "tuned"
+    if source == "defaults":
+        return "untuned"
+    return "stale" if source.endswith("(stale)") else "tuned"

@@ -117,7 +117,7 @@ def resolve_params(
     """
     if isinstance(params, ThresholdParams):
         return params, "given"
-    path = Path(params) if params is not None else tuned_path(scenario.name)
+    path = Path(params).expanduser() if params is not None else tuned_path(scenario.name)
     if params is None and not path.is_file():
         return DEFAULT_PARAMS, "defaults"
     data = read_tuned(path)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
+
+from experiments.console import console, err_console, fail, say, user_errors, warn
+from experiments.paths import check_output_dir, check_output_file, shell_path, user_path
 
 app = typer.Typer(
     name="synctwin",
@@ -31,49 +32,10 @@ app.add_typer(bench_app, name="bench")
 experiment_app = typer.Typer(help="Documented experiments.", no_args_is_help=True)
 app.add_typer(experiment_app, name="experiment")
 
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
-
 ScenarioOpt = Annotated[
     str, typer.Option("--scenario", "-s", help="built-in scenario name or a YAML file")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="random seed (same seed, same run)")]
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the project's user-facing errors into a clear message and exit code 2."""
-    from pydantic import ValidationError
-
-    from agents import StrategyError
-    from policies.bundle import BundleError
-    from twin.model import SnapshotError
-    from twin.scenario import ScenarioError
-
-    try:
-        yield
-    except (ScenarioError, StrategyError, SnapshotError, BundleError, FileNotFoundError) as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        raise typer.Exit(2) from None
-    except ValidationError as err:
-        lines = [_error_line(e) for e in err.errors()]
-        err_console.print(
-            "[bold red]error:[/] invalid input:\n" + "\n".join(lines), highlight=False
-        )
-        raise typer.Exit(2) from None
-
-
-def _error_line(error: Mapping[str, Any]) -> str:
-    """One pydantic error as ``  - field.path: message`` (no empty path, no class prefix)."""
-    msg = str(error["msg"]).removeprefix("Value error, ")
-    where = ".".join(map(str, error["loc"]))
-    return f"  - {where}: {msg}" if where else f"  - {msg}"
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    with user_errors():
-        return fn()
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="random seed (same seed, same run)")]
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -119,10 +81,16 @@ def simulate(
         str, typer.Option(help="static, threshold, lookahead, random or policy:BUNDLE_DIR")
     ] = "static",
     seed: SeedOpt = 0,
-    out: Annotated[Path | None, typer.Option(help="directory for kpis.json + timeseries")] = None,
-    days: Annotated[int | None, typer.Option(help="override the scenario's horizon")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="directory for kpis.json + timeseries", callback=user_path),
+    ] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="override the scenario's horizon")] = None,
     log_events: Annotated[
-        Path | None, typer.Option(help="write the twin's event log (CSV) into this directory")
+        Path | None,
+        typer.Option(
+            help="write the twin's event log (CSV) into this directory", callback=user_path
+        ),
     ] = None,
 ) -> None:
     """Run the twin of SCENARIO under STRATEGY and print its KPIs."""
@@ -135,6 +103,9 @@ def simulate(
 
     log = EventLog() if log_events is not None else None
     with user_errors():
+        for path, what in ((out, "--out"), (log_events, "--log-events")):
+            if path is not None:
+                check_output_dir(path, what)
         sc = load_scenario(scenario)
         if days is not None:
             sc = scenario_from_dict(
@@ -169,10 +140,11 @@ def simulate(
             + "\n"
         )
         model.timeseries().to_parquet(out / "timeseries.parquet", index=False)
-        console.print(f"wrote {out}/kpis.json, {out}/timeseries.parquet, {out}/run.json")
+        written = (out / f for f in ("kpis.json", "timeseries.parquet", "run.json"))
+        say("wrote " + ", ".join(map(str, written)))
     if log is not None and log_events is not None:
         files = log.write(log_events, sc)
-        console.print(f"wrote event log: {', '.join(str(f) for f in files)}")
+        say(f"wrote event log: {', '.join(str(f) for f in files)}")
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -218,7 +190,11 @@ def tune_baseline(
     workers: WorkersOpt = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="tuned JSON (default: agents/tuned/<name>.json for built-ins)"),
+        typer.Option(
+            help="tuned JSON to write (default: ./<name>.threshold.json; for a built-in, "
+            "the file shipped in the package)",
+            callback=user_path,
+        ),
     ] = None,
 ) -> None:
     """Tune the threshold manager for SCENARIO on training seeds (method: agents/tuning.py)."""
@@ -229,6 +205,7 @@ def tune_baseline(
 
     with user_errors():
         sc = load_scenario(scenario)
+        path = check_output_file(out or default_output(sc))
     total = (budget + 4) * seeds
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task(f"tuning threshold on {sc.name}", total=total)
@@ -240,15 +217,19 @@ def tune_baseline(
             workers=workers,
             progress=lambda k: bar.advance(task, k),
         )
-    path = out or default_output(sc)
     write_tuned(result, path)
     obj = result["objective"]
     console.print_json(json.dumps(result["params"]))
-    console.print(
+    say(
         f"mean total cost on {len(obj['seeds'])} training seeds: tuned {obj['tuned']:,.1f} "
         f"vs defaults {obj['defaults']:,.1f}"
     )
-    console.print(f"wrote {path}")
+    say(f"wrote {path}")
+    if out is not None:
+        say(
+            "use it: synctwin compare --scenario "
+            f"{shell_path(scenario)} --strategies {shell_path(f'static,threshold:{path}')}"
+        )
 
 
 def _split(text: str) -> list[str]:
@@ -301,6 +282,23 @@ def comparison_table(summary, scenario: str) -> Table:
     return table
 
 
+def warn_untuned(tuning: dict[tuple[str, str], str]) -> None:
+    """Tell the user, on stderr, of every baseline whose thresholds are not tuned for its
+    scenario (an untuned ``threshold`` can be far from its best: an unfair yardstick)."""
+    for (scenario, strategy), label in tuning.items():
+        if label == "untuned":
+            warn(
+                f"{strategy} on {scenario!r} runs with untuned default thresholds (no tuned "
+                f"file for this scenario); tune them with `synctwin tune-baseline --scenario "
+                f"FILE --out TUNED.json` and use {strategy.split(':')[0]}:TUNED.json"
+            )
+        elif label == "stale":
+            warn(
+                f"{strategy} on {scenario!r} uses thresholds tuned for an earlier version of "
+                "the scenario; re-run `synctwin tune-baseline`"
+            )
+
+
 @app.command()
 def compare(
     scenario: Annotated[
@@ -310,34 +308,69 @@ def compare(
         str, typer.Option(help="comma-separated; the first is the reference of the differences")
     ] = "static,threshold,lookahead",
     seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per strategy")] = 10,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/compare"),
+    out: Annotated[Path, typer.Option(help="output directory", callback=user_path)] = Path(
+        "runs/compare"
+    ),
     workers: WorkersOpt = None,
     report: Annotated[bool, typer.Option(help="write report.html")] = True,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace a comparison already in --out")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the comparison in --out (same options)")
+    ] = False,
 ) -> None:
-    """Compare strategies over seeds (common random numbers) and write results + a report."""
+    """Compare strategies over seeds (common random numbers) and write results + a report.
+
+    Every run is kept in --out as it finishes: an interrupted comparison continues with
+    the same command and --resume.
+    """
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from experiments.compare import run_compare, validate, write_comparison
+    from experiments.compare import (
+        baseline_tuning,
+        comparison_plan,
+        run_compare,
+        validate,
+        write_comparison,
+    )
+    from experiments.compare_store import RunStore
 
     scenario_list, strategy_list = _split(scenario), _split(strategies)
+    if overwrite and resume:
+        fail("--overwrite and --resume exclude each other")
     with user_errors():
-        validate(scenario_list, strategy_list)
+        loaded = validate(scenario_list, strategy_list)
+        plan = comparison_plan(loaded, strategy_list, list(range(seeds)))
+        RunStore(out, plan).check(resume=resume, overwrite=overwrite)
+        warn_untuned(baseline_tuning(loaded, strategy_list))
     total = len(scenario_list) * len(strategy_list) * seeds
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console) as bar:
-        task = bar.add_task("runs", total=total)
-        with user_errors():
+    try:
+        with Progress(*columns, console=err_console) as bar, user_errors():
+            task = bar.add_task("runs", total=total)
             cmp = run_compare(
                 scenario_list,
                 strategy_list,
                 seeds,
                 workers=workers,
                 progress=lambda k: bar.advance(task, k),
+                out=out,
+                resume=resume,
+                overwrite=overwrite,
             )
+    except KeyboardInterrupt:
+        err_console.print(
+            Text(
+                f"interrupted: the runs that finished are kept in {out}; continue with the "
+                "same command and --resume"
+            )
+        )
+        raise typer.Exit(130) from None
     paths = write_comparison(cmp, out, report=report)
     for name in cmp.scenarios:
         console.print(comparison_table(cmp.summary, name))
-    console.print("wrote " + ", ".join(str(p) for p in paths))
+    say("wrote " + ", ".join(str(p) for p in paths))
 
 
 @experiment_app.command("silo")
@@ -346,18 +379,21 @@ def experiment_silo(
         str, typer.Option("--scenario", "-s", help="scenario(s), comma-separated")
     ] = "default,absenteeism,breakdowns,claims,peak-surge",
     seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per arm")] = 10,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/silo"),
+    out: Annotated[Path, typer.Option(help="output directory", callback=user_path)] = Path(
+        "runs/silo"
+    ),
     workers: WorkersOpt = None,
 ) -> None:
     """Silo vs synchronized: sector-local managers vs one that sees the whole flow."""
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from experiments.compare import validate
+    from experiments.compare import baseline_tuning, validate
     from experiments.silo import ARMS, run_silo, write
 
     scenario_list = _split(scenario)
     with user_errors():
-        validate(scenario_list, list(ARMS))
+        check_output_dir(out)
+        warn_untuned(baseline_tuning(validate(scenario_list, list(ARMS)), list(ARMS)))
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console) as bar:
         task = bar.add_task("runs", total=len(scenario_list) * len(ARMS) * seeds)
@@ -366,7 +402,7 @@ def experiment_silo(
         )
     paths = write(result, out)
     sys.stdout.write((out / "silo.md").read_text())
-    console.print("wrote " + ", ".join(str(p) for p in paths))
+    say("wrote " + ", ".join(str(p) for p in paths))
 
 
 # --------------------------------------------------------------------------- bench
@@ -376,6 +412,7 @@ def write_bench_json(result: dict[str, Any], out: Path, as_json: bool) -> bool:
     """Write a benchmark's result to ``out``; with ``--json`` also print it and return True
     (the caller then prints no table)."""
     text = json.dumps(result, indent=2) + "\n"
+    out = user_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     if as_json:
@@ -396,6 +433,8 @@ def bench_twin(
     from experiments.bench import bench_twin as run_bench
     from experiments.bench_envs import bench_envs
 
+    with user_errors():
+        check_output_file(user_path(out))
     result = run_bench(repeats=repeats)
     result["envs"] = bench_envs(steps=env_steps)["envs"]
     if write_bench_json(result, out, as_json):
@@ -432,12 +471,14 @@ def bench_twin(
             f"{r['ms_per_step']:.2f}",
         )
     console.print(envs)
-    console.print(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 @bench_app.command("serve")
 def bench_serve_cmd(
-    policy: Annotated[Path, typer.Option(help="policy bundle to serve")] = Path("policies/default"),
+    policy: Annotated[Path, typer.Option(help="policy bundle to serve", callback=user_path)] = Path(
+        "policies/default"
+    ),
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
         "reports/bench-serve.json"
@@ -451,12 +492,12 @@ def bench_serve_cmd(
     from experiments.bench_serve import IMPACT_MODES, bench_serve
     from policies.bundle import BundleError, read_manifest
 
+    with user_errors():
+        check_output_file(user_path(out))
     try:
         read_manifest(policy)
     except BundleError as err:
-        hint = "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes a bundle)"
-        err_console.print(f"[bold red]error:[/] {err}\n{hint}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(err), "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes one)")
     result = bench_serve(
         policy,
         requests=requests,
@@ -491,7 +532,7 @@ def bench_serve_cmd(
         f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); RSS "
         f"{result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB (goal <= 300 MB)"
     )
-    console.print(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 # --------------------------------------------------------------------------- export
@@ -499,26 +540,30 @@ def bench_serve_cmd(
 
 @app.command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="a training run directory (has run.json)")],
-    out: Annotated[Path, typer.Option(help="bundle directory to write")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="a training run directory (has run.json)", callback=user_path)
+    ],
+    out: Annotated[Path, typer.Option(help="bundle directory to write", callback=user_path)],
     name: Annotated[str | None, typer.Option(help="bundle name (default: the run's)")] = None,
     version: Annotated[str | None, typer.Option(help="bundle version (default: timestamp)")] = None,
 ) -> None:
     """Export a training run's policies to an ONNX bundle (manifest + one file per sector)."""
     from training.export import ExportError, export_run
 
-    try:
-        manifest = export_run(run_dir, out, name=name, version=version)
-    except ExportError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        raise typer.Exit(2) from None
+    with user_errors():
+        check_output_dir(out)
+        try:
+            manifest = export_run(run_dir, out, name=name, version=version)
+        except ExportError as err:
+            fail(str(err))
     checks = manifest.training.get("export_checks", {})
     for file, check in checks.items():
         console.print(
             f"{file}: onnxruntime = torch on {check['action_agreement']:.0%} of 1,000 observations "
             f"(max logit difference {check['max_abs_logit_diff']:.1e})"
         )
-    console.print(f"wrote bundle {manifest.name} {manifest.version} to {out}")
+    say(f"wrote bundle {manifest.name} {manifest.version} to {out}")
+    say(f"serve it: synctwin serve --policy {shell_path(out)}")
 
 
 # --------------------------------------------------------------------------- calibrate
@@ -540,14 +585,23 @@ def calibrate_cmd(
             metavar="EVENTS",
             help="event log: CSV, CSV.gz or Parquet (columns: README, section Calibration)",
             show_default=False,
+            callback=user_path,
         ),
     ],
-    out: Annotated[Path, typer.Option(help="scenario YAML to write")],
+    out: Annotated[Path, typer.Option(help="scenario YAML to write", callback=user_path)],
     base: Annotated[str, typer.Option(help="scenario for what the log does not fit")] = "default",
-    roster: Annotated[Path | None, typer.Option(help="roster CSV: shifts, headcount")] = None,
-    attendance: Annotated[Path | None, typer.Option(help="attendance CSV: absences")] = None,
-    equipment: Annotated[Path | None, typer.Option(help="equipment CSV: breakdowns")] = None,
-    report: Annotated[Path | None, typer.Option(help="fit report: .html or .md")] = None,
+    roster: Annotated[
+        Path | None, typer.Option(help="roster CSV: shifts, headcount", callback=user_path)
+    ] = None,
+    attendance: Annotated[
+        Path | None, typer.Option(help="attendance CSV: absences", callback=user_path)
+    ] = None,
+    equipment: Annotated[
+        Path | None, typer.Option(help="equipment CSV: breakdowns", callback=user_path)
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="fit report: .html or .md", callback=user_path)
+    ] = None,
     validate: Annotated[
         bool, typer.Option(help="fit on the first days, compare the twin with the last ones")
     ] = False,
@@ -565,22 +619,24 @@ def calibrate_cmd(
 
     with user_errors():
         sc = load_scenario(base)
+        check_output_file(out)
+        if report is not None:
+            check_output_file(report, "--report")
     try:
         inputs = cal_mod.load_inputs(events, sc, roster, attendance, equipment)
         windows = holdout_split(inputs.table, holdout_days) if validate else (None, None)
         cal = cal_mod.calibrate_inputs(inputs, sc, cal_mod.scenario_name(out), windows[0])
         cal_mod.write_scenario(cal, out)
     except cal_mod.CalibrationError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(err))
     checked = None
     if validate and windows[0] is not None and windows[1] is not None:
         checked = run_validation(cal.scenario, inputs.table, *windows, seeds=validate_seeds)
     for part in console_summary(cal, checked):
         console.print(part, highlight=False)
-    console.print(f"wrote {out} (loads back as a valid scenario)")
+    say(f"wrote {out} (loads back as a valid scenario)")
     if report is not None:
-        console.print(f"wrote {write_report(cal, report, checked)}")
+        say(f"wrote {write_report(cal, report, checked)}")
 
 
 # --------------------------------------------------------------------------- serve
@@ -589,14 +645,17 @@ def calibrate_cmd(
 @app.command()
 def serve(
     policy: Annotated[
-        Path | None, typer.Option(help="policy bundle directory (or SYNCTWIN_POLICY)")
+        Path | None,
+        typer.Option(help="policy bundle directory (or SYNCTWIN_POLICY)", callback=user_path),
     ] = None,
     host: Annotated[str | None, typer.Option(help="address to bind [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes [default: 1]")] = None,
     api_key: Annotated[str | None, typer.Option(help="require this X-API-Key")] = None,
     admin_key: Annotated[str | None, typer.Option(help="X-API-Key of admin routes")] = None,
-    log: Annotated[Path | None, typer.Option(help="decision log (JSONL)")] = None,
+    log: Annotated[
+        Path | None, typer.Option(help="decision log (JSONL)", callback=user_path)
+    ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="serve with Ray Serve (scale-out)")] = False,
     replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas")] = 1,
 ) -> None:
@@ -636,6 +695,7 @@ def bench_strategies(
 
     names = _split(strategies) if strategies else None
     with user_errors():
+        check_output_file(user_path(out))
         for name in names or []:
             check_strategy(name)
         result = run_bench(scenario, seeds=seeds, strategies=names)
@@ -655,7 +715,7 @@ def bench_strategies(
             f"{r['run_seconds_mean']:.2f}",
         )
     console.print(table)
-    console.print(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 # --------------------------------------------------------------------------- demo
@@ -665,12 +725,15 @@ def bench_strategies(
 def demo(
     seeds: Annotated[int, typer.Option(min=2, help="seeds 0..N-1 per strategy")] = 3,
     timesteps: Annotated[int, typer.Option(min=100, help="env steps of brief training")] = 8000,
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("runs/demo"),
+    out: Annotated[
+        Path, typer.Option(help="output directory (replaced on every run)", callback=user_path)
+    ] = Path("runs/demo"),
 ) -> None:
     """The main job on the default scenario: baselines, brief training, export, comparison."""
     from experiments.demo import run_demo
 
     with user_errors():
+        check_output_dir(out)
         run_demo(out, seeds, timesteps, console, err_console, comparison_table)
 
 
@@ -678,8 +741,32 @@ def demo(
 from experiments import dashboard_cli, train_cli  # noqa: E402, F401
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: usage mistakes (a bad flag or value) are one line too."""
+    try:  # typer vendors its own click since 0.22; older ones use click itself
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover
+        import click.exceptions as click_errors  # type: ignore[no-redef]
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as err:
+        sys.stdout.write(err.format_message() + "\n")
+        raise SystemExit(2) from None
+    except click_errors.UsageError as err:
+        where = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
+        err_console.print(
+            Text("error: ", style="bold red") + Text(err.format_message() + where),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise SystemExit(2) from None
+    except click_errors.ClickException as err:
+        err.show()
+        raise SystemExit(err.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

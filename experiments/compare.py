@@ -26,7 +26,6 @@ Outputs in ``DIR``:
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import time
@@ -39,12 +38,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from agents import StrategyError, check_strategy
+from agents import StrategyError, check_strategy, tuning_of
+from experiments.compare_store import RunStore, write_json
 from experiments.strategies import POLICY_PREFIX, controller_for
 from twin.actions import SectorAction
 from twin.kpis import KPI_NAMES
 from twin.runner import simulate
-from twin.scenario import Scenario, load_scenario
+from twin.scenario import Scenario, ScenarioError, load_scenario
 from twin.snapshot import OperationSnapshot
 
 ID_COLUMNS = ("scenario", "strategy", "seed")
@@ -197,20 +197,33 @@ class Comparison:
     scenarios: dict[str, Scenario]
     strategies: list[str]
     seeds: list[int]
+    #: (scenario, strategy) -> ``tuned`` / ``untuned`` / ``stale`` for threshold-based ones
+    tuning: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def untuned(self) -> list[tuple[str, str]]:
+        """The (scenario, strategy) pairs whose thresholds were not tuned for the scenario."""
+        return [key for key, label in self.tuning.items() if label != "tuned"]
 
 
 def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, Scenario]:
     """Load every scenario and build every controller once, so bad names fail before any run.
 
     Raises:
-        ScenarioError: an unknown scenario or an invalid file.
-        StrategyError: an unknown strategy or a bad tuned-parameters file.
+        ScenarioError: no scenario, one named twice, an unknown one or an invalid file.
+        StrategyError: no strategy, one named twice, an unknown one or a bad tuned file.
         BundleError: a ``policy:DIR`` bundle that is missing, corrupt or incompatible.
     """
     if not scenarios:
-        raise ValueError("give at least one scenario")
+        raise ScenarioError("give at least one scenario (--scenario NAME[,NAME...])")
     if not strategies:
-        raise ValueError("give at least one strategy")
+        raise StrategyError("give at least one strategy (--strategies NAME[,NAME...])")
+    for kind, names, error in (
+        ("scenario", scenarios, ScenarioError),
+        ("strategy", strategies, StrategyError),
+    ):
+        twice = _named_twice(names)
+        if twice:
+            raise error(f"{kind} {', '.join(map(repr, twice))} is named twice; name each once")
     for s in strategies:
         if not s.startswith(POLICY_PREFIX):
             try:
@@ -223,7 +236,44 @@ def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, S
         loaded[name] = sc
         for s in strategies:
             controller_for(s, sc, 0)
+    same = _named_twice([sc.name for sc in loaded.values()])
+    if same:
+        raise ScenarioError(f"two scenarios are both named {same[0]!r}; give each its own name")
     return loaded
+
+
+def _named_twice(names: Sequence[str]) -> list[str]:
+    return sorted({n for n in names if list(names).count(n) > 1})
+
+
+def baseline_tuning(loaded: dict[str, Scenario], strategies: Sequence[str]) -> dict[tuple, str]:
+    """Per (scenario name, strategy): whether its threshold parameters are tuned for it.
+
+    Values are :func:`agents.tuning_of` labels (``tuned``, ``untuned``, ``stale``); strategies
+    without thresholds (static, random, policy bundles) are left out.
+    """
+    out = {}
+    for sc in loaded.values():
+        for s in strategies:
+            if s.startswith(POLICY_PREFIX):
+                continue
+            label = tuning_of(controller_for(s, sc, 0))
+            if label is not None:
+                out[(sc.name, s)] = label
+    return out
+
+
+def comparison_plan(
+    loaded: dict[str, Scenario], strategies: Sequence[str], seeds: Sequence[int]
+) -> dict[str, object]:
+    """What a comparison runs, as ``compare.json`` records it (a resume must match it)."""
+    return {
+        "scenarios": {sc.name: sc.digest for sc in loaded.values()},
+        "strategies": list(strategies),
+        "seeds": list(seeds),
+        "representative_seed": seeds[0],
+        "reference_strategy": strategies[0],
+    }
 
 
 def run_compare(
@@ -232,6 +282,9 @@ def run_compare(
     seeds: int | Sequence[int],
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    out: Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> Comparison:
     """Run every scenario x strategy x seed (in a process pool) and summarise.
 
@@ -240,7 +293,15 @@ def run_compare(
         strategies: strategy names (the first is the reference of the paired differences).
         seeds: how many seeds (``0 .. seeds-1``) or the seeds themselves.
         workers: processes (default: all cores; 1 runs in this process).
-        progress: called with the number of runs just finished.
+        progress: called with the number of runs just finished (resumed ones first).
+        out: keep every run in this directory as it finishes
+            (:class:`experiments.compare_store.RunStore`).
+        resume: with ``out``, run only what a comparison there has not finished.
+        overwrite: with ``out``, replace a comparison already there.
+
+    Raises:
+        ScenarioError, StrategyError, BundleError: see :func:`validate`.
+        CompareDirError: ``out`` cannot take this comparison (checked before any run).
     """
     loaded = validate(scenarios, strategies)
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -252,23 +313,34 @@ def run_compare(
         for st in strategies
         for i, seed in enumerate(seed_list)
     ]
-    # the slowest jobs first, so the pool is not left waiting on one at the end
-    order = sorted(range(len(jobs)), key=lambda i: not jobs[i].strategy.startswith("lookahead"))
+    store = RunStore(out, comparison_plan(loaded, strategies, seed_list)) if out else None
     results: list[RunResult | None] = [None] * len(jobs)
+    if store is not None:
+        for i, row in store.open(resume=resume, overwrite=overwrite).items():
+            results[i] = RunResult(row, store.timeseries(i))
+        if progress is not None and any(results):
+            progress(sum(r is not None for r in results))
+
+    def finished(i: int, result: RunResult) -> None:
+        results[i] = result
+        if store is not None:
+            store.save(i, result.row, result.timeseries)
+        if progress is not None:
+            progress(1)
+
+    # the slowest jobs first, so the pool is not left waiting on one at the end
+    todo = [i for i in range(len(jobs)) if results[i] is None]
+    todo.sort(key=lambda i: not jobs[i].strategy.startswith("lookahead"))
     workers = workers or os.cpu_count() or 1
-    if workers <= 1:
-        for i in order:
-            results[i] = run_one(jobs[i])
-            if progress is not None:
-                progress(1)
+    if workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            finished(i, run_one(jobs[i]))
     else:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-            futures = {pool.submit(run_one, jobs[i]): i for i in order}
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+            futures = {pool.submit(run_one, jobs[i]): i for i in todo}
             for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                if progress is not None:
-                    progress(1)
+                finished(futures[fut], fut.result())
     done = [r for r in results if r is not None]
     frame = pd.DataFrame([r.row for r in done])
     names = {name: sc.name for name, sc in loaded.items()}
@@ -281,7 +353,16 @@ def run_compare(
     frame["strategy"] = frame["strategy"].astype(str)
     ts_parts = [r.timeseries for r in done if r.timeseries is not None]
     ts = pd.concat(ts_parts, ignore_index=True) if ts_parts else pd.DataFrame()
+    tuning = baseline_tuning(loaded, strategies)
     summary = summarize(frame, strategies)
+    summary.insert(
+        summary.columns.get_loc("n"),
+        "thresholds",
+        [
+            tuning.get((sc, st), "")
+            for sc, st in zip(summary["scenario"], summary["strategy"], strict=True)
+        ],
+    )
     return Comparison(
         results=frame,
         summary=summary,
@@ -290,6 +371,7 @@ def run_compare(
         scenarios={sc.name: sc for sc in loaded.values()},
         strategies=list(strategies),
         seeds=seed_list,
+        tuning=tuning,
     )
 
 
@@ -304,15 +386,8 @@ def write_comparison(cmp: Comparison, out: Path, report: bool = True) -> list[Pa
     cmp.timeseries.to_parquet(paths[2], index=False)
     paths.append(out / "timing.csv")
     cmp.timing.to_csv(paths[-1], index=False, float_format="%.6g")
-    meta = {
-        "scenarios": {name: sc.digest for name, sc in cmp.scenarios.items()},
-        "strategies": cmp.strategies,
-        "seeds": cmp.seeds,
-        "representative_seed": cmp.seeds[0],
-        "reference_strategy": cmp.strategies[0],
-    }
     paths.append(out / "compare.json")
-    paths[-1].write_text(json.dumps(meta, indent=2) + "\n")
+    write_json(paths[-1], comparison_plan(cmp.scenarios, cmp.strategies, cmp.seeds))
     if report:
         paths.append(out / "report.html")
         write_report(cmp, paths[-1])

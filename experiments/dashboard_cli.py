@@ -18,7 +18,9 @@ from typing import Annotated
 
 import typer
 
-from experiments.cli import app, console, err_console, user_errors
+from experiments.cli import app
+from experiments.console import fail, say, user_errors
+from experiments.paths import user_path
 
 DASHBOARD_APP = "experiments.dashboard"
 
@@ -46,7 +48,7 @@ def dashboard_env(scenario: str, policies: list[Path]) -> dict[str, str]:
     """The environment that tells the page its scenario and policy bundles."""
     from experiments.dashboard_session import ENV_POLICIES, ENV_SCENARIO
 
-    given = Path(scenario)
+    given = Path(scenario).expanduser()
     if given.suffix in {".yaml", ".yml"} or given.is_file():
         scenario = str(given.resolve())  # the server may resolve paths from elsewhere
     return {
@@ -65,7 +67,10 @@ def dashboard(
     port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8765,
     policy: Annotated[
         list[Path] | None,
-        typer.Option(help="a policy bundle to offer as strategy and advisor (repeatable)"),
+        typer.Option(
+            help="a policy bundle to offer as strategy and advisor (repeatable)",
+            callback=user_path,
+        ),
     ] = None,
 ) -> None:
     """The planner dashboard in the browser: steer a what-if twin live, compare two strategies."""
@@ -80,15 +85,8 @@ def dashboard(
             for p in policies:
                 read_manifest(p)
     if importlib.util.find_spec("solara") is None:
-        err_console.print(
-            "[bold red]error:[/] the dashboard needs the viz extra: "
-            "pip install -c constraints.txt -e '.[viz]'"
-        )
-        raise typer.Exit(2)
-    console.print(
-        f"SyncTwin planner dashboard on [bold]http://{host}:{port}/[/] (Ctrl+C stops it)",
-        highlight=False,
-    )
+        fail("the dashboard needs the viz extra: pip install -c constraints.txt -e '.[viz]'")
+    say(f"SyncTwin planner dashboard on http://{host}:{port}/ (Ctrl+C stops it)")
     raise typer.Exit(
         serve_until_stopped(solara_command(host, port), dashboard_env(scenario, policies))
     )

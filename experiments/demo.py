@@ -21,6 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from experiments.console import say
+from experiments.paths import shell_path
+
 SCENARIO = "default"
 BASELINES = ["static", "threshold", "silo", "lookahead", "random"]
 SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "default"
@@ -34,7 +37,14 @@ def _compare(
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("runs", total=len(strategies) * seeds)
-        cmp = run_compare([SCENARIO], strategies, seeds, progress=lambda k: bar.advance(task, k))
+        cmp = run_compare(
+            [SCENARIO],
+            strategies,
+            seeds,
+            progress=lambda k: bar.advance(task, k),
+            out=out,
+            overwrite=True,  # the demo's own outputs, made anew on every run
+        )
     return cmp, write_comparison(cmp, out)
 
 
@@ -93,7 +103,7 @@ def run_demo(
     console.rule("3. export")
     bundle = out / "bundle"
     exported = export_run(run_dir, bundle, name="demo", version="1")
-    console.print(
+    say(
         f"bundle {exported.name} {exported.version}: {len(exported.policy_files)} ONNX policies "
         f"in {bundle}"
     )
@@ -108,4 +118,26 @@ def run_demo(
         "The briefly trained bundle shows the loop end to end; the shipped bundle is the "
         "one trained to its budget (README: Training)."
     )
-    console.print("wrote " + ", ".join(str(p) for p in paths))
+    say("wrote " + ", ".join(str(p) for p in paths))
+
+    console.rule("done")
+    for line in next_steps(out, bundle):
+        say(line)
+
+
+def next_steps(out: Path, bundle: Path) -> list[str]:
+    """Where the demo's outputs are and what to try next, as commands that work when pasted."""
+    q = shell_path
+    report = out / "compare" / "report.html"
+    return [
+        f"outputs in {out}/: baselines/, run/ (training), bundle/ (ONNX policies), compare/",
+        "",
+        "Next:",
+        f"  open the comparison report:  {q(report)}",
+        f"  serve the bundle it made:    synctwin serve --policy {q(bundle)}",
+        "    then ask it for advice:   synctwin snapshot --at 600 > state.json && "
+        "curl -s -X POST localhost:8000/v1/recommend -H 'content-type: application/json' "
+        "-d @state.json",
+        f"  plan in the dashboard:       synctwin dashboard --policy {q(bundle)}",
+        "  train to a real budget:      synctwin train --out runs/default (README: Training)",
+    ]

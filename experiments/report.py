@@ -55,6 +55,7 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f4f4f4; }
 img { max-width: 100%; display: block; margin: 1em 0; }
 .note { color: #555; font-size: .9em; }
+.warn { color: #8a4b00; background: #fff4e0; padding: .4em .6em; }
 """
 
 
@@ -248,6 +249,26 @@ def _timing_table(timing: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _tuning_notes(cmp: Comparison, scenario: str) -> list[str]:
+    """A warning for every baseline whose thresholds were not tuned for this scenario."""
+    notes = []
+    for (name, strategy), label in cmp.tuning.items():
+        if name != scenario or label == "tuned":
+            continue
+        base = html.escape(strategy.split(":")[0])
+        why = (
+            "no tuned parameters exist for this scenario, so it ran with the untuned defaults"
+            if label == "untuned"
+            else "its tuned parameters are for an earlier version of this scenario"
+        )
+        notes.append(
+            f'<p class="warn"><b>{html.escape(strategy)}</b>: {why} and may be far from its '
+            "best. Tune it with <code>synctwin tune-baseline --scenario FILE --out "
+            f"TUNED.json</code>, then compare <code>{base}:TUNED.json</code>.</p>"
+        )
+    return notes
+
+
 def render_report(cmp: Comparison) -> str:
     """The report as an HTML string."""
     strategies = cmp.strategies
@@ -272,6 +293,7 @@ def render_report(cmp: Comparison) -> str:
         parts.append(f"<h2>Scenario <code>{html.escape(name)}</code></h2>")
         if sc.description:
             parts.append(f'<p class="note">{html.escape(sc.description)}</p>')
+        parts.extend(_tuning_notes(cmp, name))
         parts.append(_headline_table(summ, strategies))
         parts.append(_normalized_plot(res, strategies, colors) or "")
         parts.append(_kpi_bars(summ, strategies, colors))

@@ -15,13 +15,14 @@ from typing import Annotated, Any
 
 import typer
 
-from experiments.cli import (
-    app,
-    bench_app,
-    console,
-    err_console,
-    user_errors,
-    write_bench_json,
+from experiments.cli import app, bench_app, write_bench_json
+from experiments.console import console, err_console, fail, say, user_errors
+from experiments.paths import (
+    check_output_dir,
+    check_output_file,
+    scenario_arg,
+    shell_path,
+    user_path,
 )
 
 BACKENDS = ("rllib", "sb3")
@@ -37,8 +38,7 @@ def training_errors() -> Iterator[None]:
         try:
             yield
         except (TrainingError, IncompatibleScenarios) as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-            raise typer.Exit(2) from None
+            fail(str(err))
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -99,7 +99,9 @@ class _Bar:
 
 @app.command()
 def train(
-    out: Annotated[Path, typer.Option("--out", help="run directory (new, or --resume)")],
+    out: Annotated[
+        Path, typer.Option("--out", help="run directory (new, or --resume)", callback=user_path)
+    ],
     scenario: Annotated[
         str, typer.Option("--scenario", "-s", help="training scenario(s), comma-separated")
     ] = "default",
@@ -118,9 +120,10 @@ def train(
         bool, typer.Option(help="continue the run in --out from its checkpoint")
     ] = False,
     sweep: Annotated[
-        Path | None, typer.Option(help="Ray Tune sweep file (YAML); trials go under --out")
+        Path | None,
+        typer.Option(help="Ray Tune sweep file (YAML); trials go under --out", callback=user_path),
     ] = None,
-    seed: Annotated[int, typer.Option(help="seed of the run (env draws, network init)")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="seed of the run (env draws, network init)")] = 0,
     policy_mode: Annotated[
         str, typer.Option(help="per_sector or shared (rllib); sb3 is always centralised")
     ] = "per_sector",
@@ -141,7 +144,7 @@ def train(
     eval_seeds: Annotated[int, typer.Option(min=1, help="held-out seeds per evaluation")] = 4,
 ) -> None:
     """Train policies on SCENARIO(s) into a run directory (export it with `synctwin export`)."""
-    scenarios = [s.strip() for s in scenario.split(",") if s.strip()]
+    scenarios = [scenario_arg(s.strip()) for s in scenario.split(",") if s.strip()]
     with training_errors():
         from training.runs import TrainingError, check_run_dir
         from training.scenarios import load_training_scenarios
@@ -150,6 +153,7 @@ def train(
             raise TrainingError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
         # unknown scenarios, and scenarios that cannot share policies, fail before Ray starts
         load_training_scenarios(scenarios)
+        check_output_dir(out)
         if sweep is None:
             check_run_dir(out, resume, backend)
         if backend == "sb3":
@@ -189,12 +193,13 @@ def train(
             spec = load_sweep(sweep)
             summary = run_sweep(spec, settings, out, address=address)
             best = summary["best"]
-            console.print(f"sweep: {summary['trials']} trials, results in {out}/sweep.csv")
+            say(f"sweep: {summary['trials']} trials, results in {out}/sweep.csv")
             if best:
-                console.print(
+                trial = out / "trials" / str(best["trial"])
+                say(
                     f"best trial {best['trial']}: eval cost {best['eval_cost']:,.0f} "
                     f"({best['eval_vs_threshold']:+.1%} vs threshold); "
-                    f"export: synctwin export {out}/trials/{best['trial']} --out BUNDLE"
+                    f"export: synctwin export {shell_path(trial)} --out BUNDLE"
                 )
             return
         with _Bar(timesteps, f"rllib {'+'.join(scenarios)}") as bar:
@@ -202,17 +207,17 @@ def train(
                 settings, out, resume=resume, address=address, on_iteration=bar.update
             )
     ev = manifest.get("evaluation") or {}
-    console.print(
+    say(
         f"trained {manifest.get('iterations')} iterations, {manifest.get('env_steps'):,} env steps "
         f"in total; run in {out}"
     )
     if ev:
-        console.print(
+        say(
             f"held-out evaluation ({len(ev['seeds'])} seeds): mean total cost "
             f"{ev['mean_total_cost']:,.0f} vs threshold {ev['threshold_mean_total_cost']:,.0f} "
             f"({ev['vs_threshold']:+.1%})"
         )
-    console.print(f"export: synctwin export {out} --out BUNDLE_DIR")
+    say(f"export: synctwin export {shell_path(out)} --out BUNDLE_DIR")
 
 
 def _train_sb3(
@@ -240,10 +245,10 @@ def _train_sb3(
     with _Bar(timesteps, f"sb3 {'+'.join(scenarios)}") as bar:
         manifest = train_sb3(settings, out, resume=resume, on_iteration=bar.update)
     ev = manifest["evaluation"]
-    console.print(
+    say(
         f"trained {manifest['timesteps']:,} env steps; held-out mean total cost "
         f"{ev['mean_total_cost']:,.0f} vs threshold {ev['threshold_mean_total_cost']:,.0f} "
-        f"({ev['vs_threshold']:+.1%}); export: synctwin export {out} --out BUNDLE_DIR"
+        f"({ev['vs_threshold']:+.1%}); export: synctwin export {shell_path(out)} --out BUNDLE_DIR"
     )
 
 
@@ -258,7 +263,8 @@ def bench_train_cmd(
     iterations: Annotated[int, typer.Option(min=1, help="timed iterations per setting")] = 2,
     batch_size: Annotated[int, typer.Option(min=48, help="env steps per iteration")] = 1000,
     run: Annotated[
-        Path | None, typer.Option(help="a run dir: report its time to beat threshold")
+        Path | None,
+        typer.Option(help="a run dir: report its time to beat threshold", callback=user_path),
     ] = None,
 ) -> None:
     """PPO env steps/s and seconds per iteration for env runners x envs per runner.
@@ -268,6 +274,8 @@ def bench_train_cmd(
     from experiments.bench_train import bench_train, time_to_beat
 
     grid_runners, grid_envs = _ints(runners, "--runners"), _ints(envs, "--envs")
+    with user_errors():
+        check_output_file(user_path(out))
     result = bench_train(grid_runners, grid_envs, iterations=iterations, batch_size=batch_size)
     if run is not None:
         with training_errors():
@@ -289,5 +297,5 @@ def bench_train_cmd(
     console.print(table)
     ttb = result.get("time_to_beat_threshold")
     if ttb:
-        console.print(f"time to beat threshold: {json.dumps(ttb)}")
-    console.print(f"wrote {out}")
+        say(f"time to beat threshold: {json.dumps(ttb)}")
+    say(f"wrote {out}")

@@ -74,7 +74,7 @@ class BundlePolicy:
     name = "policy"
 
     def __init__(self, bundle_dir: str | Path, scenario: Scenario | None = None) -> None:
-        self.path = Path(bundle_dir)
+        self.path = Path(bundle_dir).expanduser()
         self.manifest: Manifest = read_manifest(self.path)
         m = self.manifest
         if scenario is None:

@@ -85,7 +85,11 @@ ForecastBody = Annotated[
 
 
 class ReloadRequest(_In):
-    path: str = Field(min_length=1, max_length=4096, description="a policy bundle directory")
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="a policy bundle directory (relative to the server's working directory)",
+    )
 
 
 class FeedbackRequest(_In):

@@ -1103,7 +1103,8 @@ def _add_routes(app: FastAPI, examples: dict[str, OperationSnapshot]) -> None:
         with holder.reloading:
             old = holder.current
             try:
-                new = load_served(Path(body.path), expect=old.scenario)
+                # relative to the server's working directory, like --policy; ~ expanded
+                new = load_served(Path(body.path).expanduser().resolve(), expect=old.scenario)
             except BundleError as err:
                 state.metrics.reloads.labels("refused").inc()
                 log.warning("reload refused: %s", err)

@@ -3,7 +3,8 @@
 Every built-in runs one simulated day under the ``static`` plan with the twin's
 conservation laws checked every simulated hour. The validation tests break the
 default scenario one field at a time and require a :class:`ScenarioError` whose
-message names the field path and the problem.
+message names the field path and the problem, in one line per mistake; several
+mistakes are reported together.
 """
 
 from __future__ import annotations
@@ -176,21 +177,24 @@ def _sector(data: dict[str, Any], name: str) -> tuple[int, dict[str, Any]]:
 
 
 def _unknown_sector_in_route(d: dict[str, Any]) -> list[str]:
-    _, c = _item_class(d, "express")
+    i, c = _item_class(d, "express")
     c["route"] = ["picking", "packing", "shippping"]
-    return ["item_classes.express.routing.packing", "unknown sector 'shippping'"]
+    return [f"item_classes.{i}.routing.packing.shippping: unknown sector 'shippping'"]
 
 
 def _unknown_entry_sector(d: dict[str, Any]) -> list[str]:
-    _, c = _item_class(d, "standard")
+    i, c = _item_class(d, "standard")
     c["entry"] = "pickng"
-    return ["item_classes.standard.entry", "unknown sector 'pickng'"]
+    return [f"item_classes.{i}.entry: unknown sector 'pickng'"]
 
 
 def _routing_cycle(d: dict[str, Any]) -> list[str]:
-    _, c = _item_class(d, "standard")
+    i, c = _item_class(d, "standard")
     c["routing"]["packing"] = {"picking": 0.1, "shipping": 0.9}
-    return ["routing has a cycle", "picking -> packing -> picking"]
+    return [
+        f"item_classes.{i}.routing.packing.picking: routing has a cycle",
+        "picking -> packing -> picking",
+    ]
 
 
 def _23_hourly_rates(d: dict[str, Any]) -> list[str]:
@@ -212,7 +216,80 @@ def _negative_headcount(d: dict[str, Any]) -> list[str]:
 
 def _unknown_shift(d: dict[str, Any]) -> list[str]:
     d["workforce"]["headcount"]["picking"]["night"] = 4
-    return ["workforce.headcount.picking", "unknown shift 'night'"]
+    return ["workforce.headcount.picking.night: unknown shift 'night'"]
+
+
+def _unknown_sector_in_headcount(d: dict[str, Any]) -> list[str]:
+    d["workforce"]["headcount"]["pickng"] = d["workforce"]["headcount"].pop("picking")
+    return ["workforce.headcount.pickng: unknown sector 'pickng'"]
+
+
+def _unknown_sector_in_cross_training(d: dict[str, Any]) -> list[str]:
+    d["workforce"]["cross_training"]["picking"]["pakcing"] = 0.5
+    return ["workforce.cross_training.picking.pakcing: unknown sector 'pakcing'"]
+
+
+def _unknown_sector_in_plan(d: dict[str, Any]) -> list[str]:
+    d["plan"]["shiping"] = d["plan"].pop("shipping")
+    return ["plan.shiping: unknown sector 'shiping'"]
+
+
+def _misnamed_sector(d: dict[str, Any]) -> list[str]:
+    """Not also "unknown sector 'picking'" for every reference to it."""
+    i, s = _sector(d, "picking")
+    s["name"] = "Picking"
+    return [f"sectors.{i}.name", "should match pattern"]
+
+
+def _duplicate_sector_name(d: dict[str, Any]) -> list[str]:
+    i, s = _sector(d, "shipping")
+    s["name"] = "packing"
+    return [f"sectors.{i}.name: sector name 'packing' is used twice"]
+
+
+def _sector_named_exit(d: dict[str, Any]) -> list[str]:
+    i, s = _sector(d, "shipping")
+    s["name"] = EXIT
+    return [f"sectors.{i}.name: 'exit' is reserved as a routing target"]
+
+
+def _no_sectors(d: dict[str, Any]) -> list[str]:
+    d["sectors"] = []
+    return ["sectors: needs at least one sector"]
+
+
+def _no_shifts(d: dict[str, Any]) -> list[str]:
+    d["workforce"]["shifts"] = []
+    return ["workforce.shifts: needs at least one shift"]
+
+
+def _no_cutoffs(d: dict[str, Any]) -> list[str]:
+    i, c = _item_class(d, "standard")
+    c["due"]["cutoffs"] = []
+    return [f"item_classes.{i}.due.cutoffs: needs at least one cut-off time"]
+
+
+def _hourly_rate_not_a_number(d: dict[str, Any]) -> list[str]:
+    i, c = _item_class(d, "standard")
+    c["hourly_rates"][5] = "lots"
+    return [f"item_classes.{i}.hourly_rates.5:", "valid number"]
+
+
+def _hourly_rates_not_a_list(d: dict[str, Any]) -> list[str]:
+    i, c = _item_class(d, "standard")
+    c["hourly_rates"] = 40
+    return [f"item_classes.{i}.hourly_rates: should be a list"]
+
+
+def _decision_interval_off_the_tick(d: dict[str, Any]) -> list[str]:
+    d["tick_minutes"] = 7
+    return ["decision_interval_minutes: must be a multiple of tick_minutes (7)"]
+
+
+def _bad_service_parameter(d: dict[str, Any]) -> list[str]:
+    i, s = _sector(d, "picking")
+    s["service"]["cv"] = -1
+    return [f"sectors.{i}.service.cv: Input should be greater than 0"]
 
 
 def _misspelled_top_level_field(d: dict[str, Any]) -> list[str]:
@@ -282,7 +359,7 @@ def _efficiency_above_one(d: dict[str, Any]) -> list[str]:
 
 def _disruption_in_unknown_sector(d: dict[str, Any]) -> list[str]:
     d["disruptions"] = [{"kind": "absenteeism", "sector": "pickng", "rate": 0.2}]
-    return ["disruptions.0", "unknown sector 'pickng'"]
+    return ["disruptions.0.sector: unknown sector 'pickng'"]
 
 
 def _unknown_disruption_kind(d: dict[str, Any]) -> list[str]:
@@ -290,16 +367,41 @@ def _unknown_disruption_kind(d: dict[str, Any]) -> list[str]:
     return ["disruptions.0", "'flood'", "demand_surge"]
 
 
+def _disruption_without_kind(d: dict[str, Any]) -> list[str]:
+    d["disruptions"] = [{"sector": "picking", "rate": 0.2}]
+    return ["disruptions.0: needs a 'kind' field"]
+
+
+def _disruption_rate_above_one(d: dict[str, Any]) -> list[str]:
+    """The path is the file's, without pydantic's union tag (``disruptions.0.absenteeism``)."""
+    d["disruptions"] = [{"kind": "absenteeism", "sector": "picking", "rate": 2}]
+    return ["disruptions.0.rate: Input should be less than or equal to 1"]
+
+
+def _surge_of_an_unknown_class(d: dict[str, Any]) -> list[str]:
+    d["disruptions"] = [
+        {
+            "kind": "demand_surge",
+            "start_minute": 0,
+            "end_minute": 60,
+            "multiplier": 2,
+            "item_class": "expres",
+        }
+    ]
+    return ["disruptions.0.item_class: unknown item class 'expres'"]
+
+
 def _surge_ending_before_it_starts(d: dict[str, Any]) -> list[str]:
     d["disruptions"] = [
         {"kind": "demand_surge", "start_minute": 600, "end_minute": 500, "multiplier": 1.5}
     ]
-    return ["disruptions.0", "end_minute must be after start_minute"]
+    return ["disruptions.0: end_minute must be after start_minute"]
 
 
 def _duplicate_shift_name(d: dict[str, Any]) -> list[str]:
+    """Not also "unknown shift 'late'" for every headcount entry of the renamed shift."""
     d["workforce"]["shifts"][1]["name"] = d["workforce"]["shifts"][0]["name"]
-    return ["shift name 'early' is used twice"]
+    return ["workforce.shifts.1.name: shift name 'early' is used twice"]
 
 
 def _breakdowns_without_stations(d: dict[str, Any]) -> list[str]:
@@ -321,7 +423,7 @@ def _outage_larger_than_the_sector(d: dict[str, Any]) -> list[str]:
             "stations": 50,
         }
     ]
-    return ["disruptions.0", "'packing' has 20 stations, cannot take 50 out"]
+    return ["disruptions.0: 'packing' has 20 stations, cannot take 50 out"]
 
 
 MUTATIONS: list[Mutation] = [
@@ -335,6 +437,19 @@ MUTATIONS: list[Mutation] = [
     _negative_hourly_rate,
     _negative_headcount,
     _unknown_shift,
+    _unknown_sector_in_headcount,
+    _unknown_sector_in_cross_training,
+    _unknown_sector_in_plan,
+    _misnamed_sector,
+    _duplicate_sector_name,
+    _sector_named_exit,
+    _no_sectors,
+    _no_shifts,
+    _no_cutoffs,
+    _hourly_rate_not_a_number,
+    _hourly_rates_not_a_list,
+    _decision_interval_off_the_tick,
+    _bad_service_parameter,
     _misspelled_top_level_field,
     _misspelled_nested_field,
     _extra_key_in_due,
@@ -348,8 +463,18 @@ MUTATIONS: list[Mutation] = [
     _efficiency_above_one,
     _disruption_in_unknown_sector,
     _unknown_disruption_kind,
+    _disruption_without_kind,
+    _disruption_rate_above_one,
+    _surge_of_an_unknown_class,
     _surge_ending_before_it_starts,
 ]
+# A misspelled key is two facts: the key is unknown and the one it meant is missing.
+EXPECTED_LINES: dict[Mutation, int] = {_misspelled_nested_field: 2}
+NOISE = ("(top level)", "Tuple should", "<unicode string>", "Value error")
+
+
+def _problem_lines(message: str) -> list[str]:
+    return [line for line in message.splitlines() if line.startswith("  - ")]
 
 
 def test_the_unbroken_default_validates() -> None:
@@ -364,9 +489,54 @@ def test_broken_scenario_names_the_field(mutate: Mutation) -> None:
     with pytest.raises(ScenarioError) as err:
         scenario_from_dict(data, source="broken.yaml")
     message = str(err.value)
-    assert message.startswith("invalid scenario broken.yaml:")
+    assert message.startswith("invalid scenario broken.yaml:\n")
     missing = [part for part in expected if part not in message]
     assert not missing, f"{missing} not in the message:\n{message}"
+    assert len(_problem_lines(message)) == EXPECTED_LINES.get(mutate, 1), message
+    assert len(message.splitlines()) == 1 + len(_problem_lines(message)), message
+    assert not [n for n in NOISE if n in message], message
+
+
+def _three_mistakes(d: dict[str, Any]) -> list[str]:
+    """One field-level mistake and two cross-references, as lines of the message."""
+    i, c = _item_class(d, "standard")
+    c["hourly_rates"] = c["hourly_rates"][:23]
+    c["routing"]["picking"] = {"pakcing": 0.85, "shipping": 0.15}
+    d["workforce"]["headcount"]["picking"]["night"] = 4
+    return [
+        f"  - item_classes.{i}.hourly_rates: needs 24 hourly values "
+        "(one per hour of the day), got 23",
+        f"  - item_classes.{i}.routing.picking.pakcing: unknown sector 'pakcing' "
+        "(sectors: receiving, putaway, picking, packing, shipping)",
+        "  - workforce.headcount.picking.night: unknown shift 'night' (shifts: early, late)",
+    ]
+
+
+def test_a_file_with_several_mistakes_reports_them_all(tmp_path: Path) -> None:
+    """A misspelled sector is not hidden until ``hourly_rates`` is fixed."""
+    data = copy.deepcopy(_default_data())
+    expected = _three_mistakes(data)
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert str(err.value).splitlines() == [f"invalid scenario {path}:", *expected]
+
+
+def test_cross_references_are_all_reported_when_every_field_is_valid() -> None:
+    """The validated path (the model's own validator) also reports every problem at once."""
+    data = copy.deepcopy(_default_data())
+    expected = [
+        _unknown_entry_sector(data)[0],
+        _unknown_shift(data)[0],
+        _surge_ending_before_it_starts(data)[0],
+    ]
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(data, source="refs.yaml")
+    lines = _problem_lines(str(err.value))
+    assert len(lines) == len(expected), str(err.value)
+    for line, part in zip(lines, expected, strict=True):
+        assert line.startswith(f"  - {part}"), str(err.value)
 
 
 def test_top_level_must_be_a_mapping() -> None:
@@ -393,6 +563,22 @@ def test_yaml_syntax_error_is_a_scenario_error(tmp_path: Path) -> None:
         load_scenario(path)
     assert str(path) in str(err.value)
     assert "not valid YAML" in str(err.value)
+    assert str(err.value) == (
+        f"invalid scenario {path}: not valid YAML at line 3, column 1: "
+        "expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence from line 2, column 10)"
+    )
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text("name: site\nsectors:\n  - name: picking\n    service: a: b\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert str(err.value) == (
+        f"invalid scenario {path}: not valid YAML at line 4, column 15: "
+        "mapping values are not allowed here"
+    )
 
 
 def test_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
@@ -435,8 +621,11 @@ def test_extends_merges_over_the_base(tmp_path: Path) -> None:
 def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("extends: default\nname: a\nname: b\n", encoding="utf-8")
-    with pytest.raises(ScenarioError, match="duplicate key 'name'"):
+    with pytest.raises(ScenarioError, match="duplicate key 'name'") as err:
         load_scenario(path)
+    assert str(err.value) == (
+        f"invalid scenario {path}: not valid YAML at line 3, column 1: duplicate key 'name'"
+    )
 
 
 def test_a_folder_named_like_a_builtin_does_not_hide_it(tmp_path: Path, monkeypatch) -> None:

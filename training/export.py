@@ -146,7 +146,8 @@ def _rllib_modules(run_dir: Path, policy_ids: list[str]) -> dict[str, nn.Module]
     for pid in policy_ids:
         if not (root / pid).is_dir():
             raise ExportError(f"run {run_dir}: checkpoint {ckpt.name} has no module {pid!r}")
-        modules[pid] = _RLlibLogits(RLModule.from_checkpoint(root / pid))
+        # RLlib parses the path as a URI: a relative one fails ("URI has empty scheme")
+        modules[pid] = _RLlibLogits(RLModule.from_checkpoint(str((root / pid).resolve())))
     return modules
 
 
@@ -158,14 +159,18 @@ def export_run(
     The bundle is assembled in a temporary directory and moved into place only when
     every file has been written and checked, so a failed export leaves nothing behind.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).expanduser().resolve()  # RLlib's loader needs an absolute path
     run_file = run_dir / "run.json"
     if not run_file.is_file():
         raise ExportError(f"{run_dir} is not a training run (no run.json)")
     run: dict[str, Any] = json.loads(run_file.read_text())
     backend, mode = run.get("backend"), run.get("policy_mode", "per_sector")
     scenarios = run.get("scenarios") or [run.get("scenario")]
-    scenario: Scenario = load_scenario(scenarios[0])
+    sources = run.get("scenario_sources") or scenarios
+    # a scenario file trained on is loaded from where the run recorded it; a name is a built-in
+    scenario: Scenario = load_scenario(
+        sources[0] if Path(str(sources[0])).is_file() else scenarios[0]
+    )
     env_cfg = EnvConfig.from_mapping(
         {k: v for k, v in (run.get("env_config") or {}).items() if k in EnvConfig.model_fields}
     )
