@@ -96,6 +96,7 @@ def simulate(
     """Run the twin of SCENARIO under STRATEGY and print its KPIs."""
     from rich.progress import Progress
 
+    from agents import tuning_of
     from experiments.strategies import controller_for
     from twin.eventlog import EventLog
     from twin.runner import simulate as run_sim
@@ -112,6 +113,8 @@ def simulate(
                 sc.model_dump(mode="json") | {"horizon_days": days}, f"{sc.name} with --days"
             )
         controller = controller_for(strategy, sc, seed)
+        label = tuning_of(controller)
+        warn_untuned({(sc.name, strategy): label} if label else {})
         with Progress(console=err_console, transient=True, disable=sc.horizon_days < 2) as bar:
             task = bar.add_task(f"{sc.name} / {strategy}", total=sc.horizon_minutes)
 

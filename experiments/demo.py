@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,19 +126,29 @@ def run_demo(
         say(line)
 
 
+def synctwin_command() -> str:
+    """How the user can call ``synctwin`` from their shell: the bare name when it is on
+    ``PATH`` (an activated venv), else the path to this one (``.venv/bin/synctwin``)."""
+    here = Path(sys.executable).with_name("synctwin")
+    found = shutil.which("synctwin")
+    if found is not None and Path(found).resolve() == here.resolve():
+        return "synctwin"
+    return shell_path(os.path.relpath(here) if here.is_relative_to(Path.cwd()) else here)
+
+
 def next_steps(out: Path, bundle: Path) -> list[str]:
     """Where the demo's outputs are and what to try next, as commands that work when pasted."""
-    q = shell_path
-    report = out / "compare" / "report.html"
+    q, st = shell_path, synctwin_command()
+    report = (out / "compare" / "report.html").resolve().as_uri()
     return [
-        f"outputs in {out}/: baselines/, run/ (training), bundle/ (ONNX policies), compare/",
+        f"outputs in {out}: baselines/, run/ (training), bundle/ (ONNX policies), compare/",
         "",
         "Next:",
-        f"  open the comparison report:  {q(report)}",
-        f"  serve the bundle it made:    synctwin serve --policy {q(bundle)}",
-        "    then ask it for advice:   synctwin snapshot --at 600 > state.json && "
-        "curl -s -X POST localhost:8000/v1/recommend -H 'content-type: application/json' "
-        "-d @state.json",
-        f"  plan in the dashboard:       synctwin dashboard --policy {q(bundle)}",
-        "  train to a real budget:      synctwin train --out runs/default (README: Training)",
+        f"  open the comparison report:   python3 -m webbrowser {q(report)}",
+        f"  serve the bundle it made:     {st} serve --policy {q(bundle)}",
+        f"  ...and in another terminal:   {st} snapshot --at 600 > state.json",
+        "                                curl -s localhost:8000/v1/recommend "
+        "-H 'content-type: application/json' -d @state.json",
+        f"  plan in the dashboard:        {st} dashboard --policy {q(bundle)}",
+        f"  train to a real budget:       {st} train --out runs/default   (README: Training)",
     ]

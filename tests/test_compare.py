@@ -282,16 +282,3 @@ def test_compare_accepts_policy_bundles(policy_bundle, tmp_path):
     # a policy acts: it cannot reproduce the plan's KPIs exactly on every seed
     static = res[res.strategy == "static"].set_index("seed")["total_cost"]
     assert not np.allclose(mine.set_index("seed")["total_cost"], static)
-
-
-@pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path):
-    """``synctwin demo``: baselines, brief RLlib training, export, comparison with the bundle."""
-    out = tmp_path / "demo"
-    proc = synctwin("demo", "--seeds", "2", "--timesteps", "400", "--out", str(out))
-    assert (out / "bundle" / "manifest.json").is_file()
-    assert (out / "compare" / "report.html").is_file()
-    summary = pd.read_csv(out / "compare" / "summary.csv")
-    assert f"policy:{out / 'bundle'}" in set(summary["strategy"])
-    for step in ("1. baselines", "2. train briefly", "3. export", "4. compare"):
-        assert step in proc.stdout

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 import yaml
@@ -206,8 +210,9 @@ def test_an_untuned_baseline_says_so_and_a_tuned_file_fixes_it(tmp_path: Path) -
     assert tuned["scenario"] == "my-site"
     assert "threshold:" in proc.stdout
 
-    proc = run(tmp_path, "compare", "-s", "sites/my-site.yaml", "--strategies",
-               "static,threshold:tuned/my site.json", "--seeds", "2", "--out", "tuned cmp")  # fmt: skip
+    strategies = "static,threshold:tuned/my site.json"
+    proc = run(tmp_path, "compare", "-s", "sites/my-site.yaml", "--strategies", strategies,
+               "--seeds", "2", "--out", "tuned cmp")  # fmt: skip
     assert "untuned" not in proc.stderr
     summary = pd.read_csv(tmp_path / "tuned cmp" / "summary.csv", keep_default_na=False)
     labels = summary.loc[summary.strategy == "threshold:tuned/my site.json", "thresholds"]
@@ -220,3 +225,109 @@ def test_simulate_warns_about_untuned_thresholds(tmp_path: Path) -> None:
     assert "untuned default thresholds" in proc.stderr
     proc = run(tmp_path, "simulate", "--strategy", "threshold")
     assert "untuned" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- the policy loop
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serving(cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """``synctwin serve ARGS`` in ``cwd``, waited on ``/readyz``."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [CLI, "serve", *args, "--port", str(port)],
+        cwd=cwd,
+        env={**os.environ, "HOME": str(cwd)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise TimeoutError("server not ready in 120 s")
+
+
+@pytest.mark.slow
+def test_train_resume_export_compare_serve_reload_with_relative_paths(tmp_path: Path) -> None:
+    """The README's policy loop with relative paths, ``~`` and spaces, from a working dir."""
+    brief = ["--timesteps", "400", "--batch-size", "200", "--minibatch-size", "100"]
+    brief += ["--checkpoint-every", "1", "--eval-every", "1000", "--eval-seeds", "1"]
+    run(tmp_path, "train", "--out", "my run", *brief)
+    run(tmp_path, "train", "--out", "~/my run", "--resume", *brief)
+    manifest = json.loads((tmp_path / "my run" / "run.json").read_text())
+    assert manifest["env_steps"] >= 800
+    proc = run(tmp_path, "export", "my run", "--out", "my bundle")
+    assert "synctwin serve --policy 'my bundle'" in proc.stdout
+    assert (tmp_path / "my bundle" / "manifest.json").is_file()
+
+    run(tmp_path, "compare", "--strategies", "static,policy:my bundle", "--seeds", "1",
+        "--workers", "1", "--out", "with bundle")  # fmt: skip
+    results = pd.read_parquet(tmp_path / "with bundle" / "results.parquet")
+    assert set(results["strategy"]) == {"static", "policy:my bundle"}
+
+    shutil.copytree(tmp_path / "my bundle", tmp_path / "bundle two")
+    server, url = _serving(tmp_path, "--policy", "~/my bundle", "--admin-key", "admin")
+    try:
+        assert httpx.get(f"{url}/v1/policy").status_code == 200
+        refused = httpx.post(f"{url}/v1/policy/reload", json={"path": "no such bundle"},
+                             headers={"X-API-Key": "admin"})  # fmt: skip
+        assert refused.status_code == 422
+        answer = httpx.post(f"{url}/v1/policy/reload", json={"path": "bundle two"},
+                            headers={"X-API-Key": "admin"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert Path(answer.json()["path"]) == (tmp_path / "bundle two").resolve()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_and_its_next_steps_work_when_pasted(tmp_path: Path) -> None:
+    """``synctwin demo`` (what ``make demo`` runs): baselines, brief RLlib training, export,
+    comparison; then the commands it suggests, pasted as printed."""
+    proc = run(tmp_path, "demo", "--seeds", "2", "--timesteps", "400", "--out", "demo out")
+    out = tmp_path / "demo out"
+    assert (out / "bundle" / "manifest.json").is_file()
+    assert (out / "compare" / "report.html").is_file()
+    summary = pd.read_csv(out / "compare" / "summary.csv")
+    assert "policy:demo out/bundle" in set(summary["strategy"])
+    for step in ("1. baselines", "2. train briefly", "3. export", "4. compare", "done"):
+        assert step in proc.stdout
+    steps = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in proc.stdout.splitlines()
+        if line.startswith("  ") and ":" in line
+    }
+    report = shlex.split(steps["open the comparison report"])
+    assert report[:3] == ["python3", "-m", "webbrowser"]
+    assert report[3] == (out / "compare" / "report.html").resolve().as_uri()
+
+    serve = shlex.split(steps["serve the bundle it made"])
+    assert serve[1:] == ["serve", "--policy", "demo out/bundle"]
+    server, url = _serving(tmp_path, *serve[2:])
+    try:
+        snapshot = shlex.split(steps["...and in another terminal"].split(">")[0])
+        state = subprocess.run(snapshot, cwd=tmp_path, capture_output=True, check=True).stdout
+        answer = httpx.post(f"{url}/v1/recommend", content=state,
+                            headers={"content-type": "application/json"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["policy"]["name"] == "demo"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert shlex.split(steps["plan in the dashboard"])[1:] == [
+        "dashboard", "--policy", "demo out/bundle"
+    ]  # fmt: skip
