@@ -30,6 +30,7 @@ demo: venv
 
 test: venv browser
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: venv

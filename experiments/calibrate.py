@@ -47,6 +47,7 @@ from experiments.calibration_data import (
     time_order,
 )
 from twin.scenario import EXIT, MINUTES_PER_DAY, Scenario, ScenarioError, scenario_from_dict
+from twin.stats import wilson_interval
 
 MIN_SERVICE_SAMPLES = 10  # fewer start->finish pairs: keep the base scenario's distribution
 DETERMINISTIC_CV = 0.01  # sample CV below this: a fixed duration (timestamp jitter only)
@@ -776,12 +777,9 @@ def fit_absence(attendance: pd.DataFrame) -> tuple[float, tuple[float, float], d
     """
     absent = attendance["status"] == "absent"
     n, k = len(attendance), int(absent.sum())
-    rate = k / n
-    z = 1.959964
-    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    share = wilson_interval(k, n)
     by_sector = absent.groupby(attendance["sector"]).mean().to_dict()
-    return rate, (max(0.0, centre - half), min(1.0, centre + half)), by_sector
+    return share.mean, (share.low, share.high), by_sector
 
 
 def headcount_from_attendance(attendance: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from experiments.calibrate import Window, observed_window, visits
 from experiments.calibration_data import CalibrationError, EventTable
 from twin.eventlog import EventLog
 from twin.runner import simulate
 from twin.scenario import MINUTES_PER_DAY, Scenario, scenario_from_dict
+from twin.stats import prediction_interval
 
 MAX_WARMUP_DAYS = 7  # the twin starts empty this many days before the held-out ones (at most)
 
@@ -140,21 +140,6 @@ class Validation:
         return float(ok.mean()) if len(ok) else float("nan")
 
 
-def prediction_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t prediction interval for one more draw like ``x`` (x >= 0; the
-    lower bound is clipped at 0)."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * float(x.std(ddof=1))
-    half *= math.sqrt(1 + 1 / len(x))
-    return mean, max(0.0, mean - half), mean + half  # every metric is >= 0
-
-
 def validate(
     scenario: Scenario,
     table: EventTable,
@@ -195,7 +180,8 @@ def validate(
     runs_df = pd.DataFrame(runs)
     rows = []
     for metric, value in data.items():
-        mean, lo, hi = prediction_interval(runs_df[metric].to_numpy())
+        band = prediction_interval(runs_df[metric].to_numpy(), lower=0.0)  # every metric >= 0
+        mean, lo, hi = band.mean, band.low, band.high
         within = bool(lo <= value <= hi) if np.isfinite(lo) and np.isfinite(value) else None
         rows.append(
             {

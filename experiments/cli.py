@@ -10,27 +10,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
+from experiments.app import app, bench_app, experiment_app, write_bench_json
 from experiments.console import console, err_console, fail, say, user_errors, warn
 from experiments.paths import check_output_dir, check_output_file, shell_path, user_path
-
-app = typer.Typer(
-    name="synctwin",
-    help="SyncTwin: a multi-agent RL digital twin of an operation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-bench_app = typer.Typer(help="Benchmarks: print numbers and write JSON.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-experiment_app = typer.Typer(help="Documented experiments.", no_args_is_help=True)
-app.add_typer(experiment_app, name="experiment")
 
 ScenarioOpt = Annotated[
     str, typer.Option("--scenario", "-s", help="built-in scenario name or a YAML file")
@@ -409,18 +398,6 @@ def experiment_silo(
 
 
 # --------------------------------------------------------------------------- bench
-
-
-def write_bench_json(result: dict[str, Any], out: Path, as_json: bool) -> bool:
-    """Write a benchmark's result to ``out``; with ``--json`` also print it and return True
-    (the caller then prints no table)."""
-    text = json.dumps(result, indent=2) + "\n"
-    out = user_path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    if as_json:
-        sys.stdout.write(text)
-    return as_json
 
 
 @bench_app.command("twin")

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from agents import StrategyError, check_strategy, tuning_of
 from experiments.compare_store import RunStore, write_json
@@ -46,6 +45,7 @@ from twin.kpis import KPI_NAMES
 from twin.runner import simulate
 from twin.scenario import Scenario, ScenarioError, load_scenario
 from twin.snapshot import OperationSnapshot
+from twin.stats import paired_difference, t_interval
 
 ID_COLUMNS = ("scenario", "strategy", "seed")
 TIMING_COLUMNS = ("decisions", "decide_seconds_mean", "decide_seconds_max", "wall_seconds")
@@ -119,17 +119,6 @@ def kpi_columns(results: pd.DataFrame) -> list[str]:
     return totals + sectors
 
 
-def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval of ``x`` (NaN bounds for fewer than 2 values)."""
-    x = np.asarray(x, dtype=float)
-    mean = float(x.mean()) if len(x) else float("nan")
-    if len(x) < 2:
-        return mean, float("nan"), float("nan")
-    sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / np.sqrt(len(x))
-    return mean, mean - half, mean + half
-
-
 def summarize(
     results: pd.DataFrame, strategies: Sequence[str], columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -146,27 +135,27 @@ def summarize(
             cur = by[strategy]
             seeds = cur.index.intersection(ref.index)
             for kpi in columns:
-                mean, lo, hi = t_interval(cur[kpi].to_numpy())
-                d_mean, d_lo, d_hi = t_interval(
-                    cur.loc[seeds, kpi].to_numpy() - ref.loc[seeds, kpi].to_numpy()
+                est = t_interval(cur[kpi].to_numpy())
+                diff = paired_difference(
+                    cur.loc[seeds, kpi].to_numpy(), ref.loc[seeds, kpi].to_numpy()
                 )
                 norm = float("nan")
                 if static is not None:
                     base = float(static[kpi].mean())
-                    norm = mean / base if base != 0 else float("nan")
+                    norm = est.mean / base if base != 0 else float("nan")
                 rows.append(
                     {
                         "scenario": scenario,
                         "strategy": strategy,
                         "kpi": kpi,
                         "n": len(cur),
-                        "mean": mean,
-                        "ci95_low": lo,
-                        "ci95_high": hi,
+                        "mean": est.mean,
+                        "ci95_low": est.low,
+                        "ci95_high": est.high,
                         "diff_vs": strategies[0],
-                        "diff_mean": d_mean,
-                        "diff_ci95_low": d_lo,
-                        "diff_ci95_high": d_hi,
+                        "diff_mean": diff.mean,
+                        "diff_ci95_low": diff.low,
+                        "diff_ci95_high": diff.high,
                         "normalized": norm,
                     }
                 )
@@ -200,9 +189,10 @@ class Comparison:
     #: (scenario, strategy) -> ``tuned`` / ``untuned`` / ``stale`` for threshold-based ones
     tuning: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def untuned(self) -> list[tuple[str, str]]:
-        """The (scenario, strategy) pairs whose thresholds were not tuned for the scenario."""
-        return [key for key, label in self.tuning.items() if label != "tuned"]
+    @property
+    def baseline(self) -> str:
+        """The strategy every mean is normalised to (``normalized`` in the summary)."""
+        return BASELINE
 
 
 def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, Scenario]:

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from experiments.cli import app
+from experiments.app import app
 from experiments.console import fail, say, user_errors
 from experiments.paths import user_path
 

@@ -29,8 +29,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from experiments.compare import BASELINE, t_interval
 from twin.scenario import Scenario
+from twin.stats import t_interval
 
 if TYPE_CHECKING:
     from experiments.compare import Comparison
@@ -129,14 +129,17 @@ def _headline_table(summary: pd.DataFrame, strategies: Sequence[str]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def _normalized_plot(res: pd.DataFrame, strategies: Sequence[str], colors) -> str | None:
-    ref = BASELINE if BASELINE in strategies else strategies[0]
+def _normalized_plot(
+    res: pd.DataFrame, strategies: Sequence[str], colors, baseline: str
+) -> str | None:
+    ref = baseline if baseline in strategies else strategies[0]
     base = res[res["strategy"] == ref].set_index("seed")["total_cost"]
     means, los, his = [], [], []
     for s in strategies:
         cur = res[res["strategy"] == s].set_index("seed")["total_cost"]
         seeds = cur.index.intersection(base.index)
-        m, lo, hi = t_interval((cur.loc[seeds] / base.loc[seeds]).to_numpy())
+        ratio = t_interval((cur.loc[seeds] / base.loc[seeds]).to_numpy())
+        m, lo, hi = ratio.mean, ratio.low, ratio.high
         means.append(m)
         los.append(m - lo if np.isfinite(lo) else 0.0)
         his.append(hi - m if np.isfinite(hi) else 0.0)
@@ -295,7 +298,7 @@ def render_report(cmp: Comparison) -> str:
             parts.append(f'<p class="note">{html.escape(sc.description)}</p>')
         parts.extend(_tuning_notes(cmp, name))
         parts.append(_headline_table(summ, strategies))
-        parts.append(_normalized_plot(res, strategies, colors) or "")
+        parts.append(_normalized_plot(res, strategies, colors, cmp.baseline) or "")
         parts.append(_kpi_bars(summ, strategies, colors))
         parts.append(_cost_breakdown(res, sc, strategies))
         parts.append(_sector_misses(summ, sc, strategies, colors))

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from experiments.cli import app, bench_app, write_bench_json
+from experiments.app import app, bench_app, write_bench_json
 from experiments.console import console, err_console, fail, say, user_errors
 from experiments.paths import (
     check_output_dir,

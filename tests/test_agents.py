@@ -19,11 +19,11 @@ from agents.threshold import (
 )
 from agents.tuning import TRAIN_SEED_BASE, tune_threshold
 from agents.view import HORIZONS, FlowView, ScenarioFacts
-from experiments.compare import t_interval
 from twin.actions import Controller, SectorAction
 from twin.model import OperationModel
 from twin.runner import run, simulate
 from twin.scenario import builtin_names, load_scenario
+from twin.stats import paired_difference
 
 EVAL_SEEDS = range(10)
 
@@ -195,12 +195,13 @@ def test_lookahead_is_deterministic_measured_and_small(default, midday_snapshot)
 
 
 def test_threshold_beats_static_significantly(costs):
-    mean, lo, hi = t_interval(costs["threshold"] - costs["static"])
+    d = paired_difference(costs["threshold"], costs["static"])
+    mean, lo, hi = d.mean, d.low, d.high
     assert hi < 0, f"paired difference {mean:.0f} [{lo:.0f}, {hi:.0f}] does not exclude 0"
 
 
 def test_baselines_beat_random(costs):
-    _, _, hi = t_interval(costs["threshold"] - costs["random"])
+    hi = paired_difference(costs["threshold"], costs["random"]).high
     assert hi < 0
     assert costs["static"].mean() < costs["random"].mean()
 

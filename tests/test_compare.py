@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+from dataclasses import astuple
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments.compare import run_compare, summarize, t_interval, write_comparison
+from experiments.compare import run_compare, summarize, write_comparison
 from experiments.silo import downstream_of
 from twin.kpis import KPI_NAMES
 from twin.scenario import load_scenario
+from twin.stats import t_interval
 
 CLI = [str(Path(sys.executable).with_name("synctwin"))]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,11 +42,11 @@ def synctwin(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def test_t_interval_known_answer():
-    mean, lo, hi = t_interval(np.array([1.0, 2.0, 3.0, 4.0]))
+    mean, lo, hi, _ = astuple(t_interval(np.array([1.0, 2.0, 3.0, 4.0])))
     half = stats.t.ppf(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2
     assert mean == 2.5
     assert (lo, hi) == pytest.approx((2.5 - half, 2.5 + half))
-    m1, lo1, hi1 = t_interval(np.array([5.0]))
+    m1, lo1, hi1, _ = astuple(t_interval(np.array([5.0])))
     assert m1 == 5.0 and np.isnan(lo1) and np.isnan(hi1)
 
 

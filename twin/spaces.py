@@ -1,5 +1,7 @@
 """Action encoding: a :class:`~twin.actions.SectorAction` as a ``MultiDiscrete`` vector.
 
+The codec is plain numpy; only :meth:`ActionCodec.space` needs gymnasium.
+
 Every sector of a scenario gets the same space, so one policy architecture (or
 one shared policy) fits every sector:
 
@@ -26,12 +28,15 @@ clipped into it first, so any integer vector decodes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from gymnasium import spaces
 
 from twin.actions import SectorAction
 from twin.scenario import Scenario
+
+if TYPE_CHECKING:
+    from gymnasium import spaces
 
 #: The action vector's fields, in order.
 ACTION_FIELDS: tuple[str, ...] = ("lend_to", "lend_count", "flex_count", "overtime", "priority")
@@ -77,7 +82,13 @@ class ActionCodec:
         )
 
     def space(self) -> spaces.MultiDiscrete:
-        """A new ``MultiDiscrete`` space of this sector's actions (int64)."""
+        """A new ``MultiDiscrete`` space of this sector's actions (int64).
+
+        Gymnasium is imported here, not at the top: encoding and decoding actions (the
+        policy server's job) needs no gymnasium, so the serve extra does without it.
+        """
+        from gymnasium import spaces
+
         return spaces.MultiDiscrete(self.nvec, dtype=np.int64)
 
     def decode(self, action: Sequence[int] | np.ndarray) -> SectorAction:
