@@ -7,7 +7,7 @@ Every decision interval:
    the plan as written, no loans, more help for the most pressed sector, more or no flex,
    overtime switched for sectors whose shift ends before the next decision;
 2. each candidate is rolled forward ``horizon_minutes`` in a twin cloned from the snapshot
-   (``OperationModel.from_snapshot``) on ``samples`` sampled futures (demand, absences,
+   (:func:`twin.rollout.rollout_twin`) on ``samples`` sampled futures (demand, absences,
    service times), with **common random numbers**: sample ``k`` uses the same seed for
    every candidate. The candidate holds until the next decision; after that the base
    manager decides inside the rollout (a rollout policy, so a candidate is judged by what
@@ -36,7 +36,8 @@ import numpy as np
 from agents.threshold import ThresholdController, ThresholdParams
 from agents.view import HORIZONS, FlowView
 from twin.actions import SectorAction
-from twin.model import OperationModel
+from twin.live import check_snapshot
+from twin.rollout import close, rollout_twin, run_for
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
 
@@ -53,22 +54,21 @@ def rollout(
     terminal_minutes: float,
 ) -> float:
     """Cost of holding ``actions`` until the next decision, then following ``base``, for
-    ``horizon_minutes`` from ``snapshot`` on the future drawn from ``seed``."""
-    model = OperationModel.from_snapshot(
-        scenario, snapshot, rng=np.random.default_rng(seed), record_every_minutes=1 << 20
-    )
-    interval = scenario.decision_interval_minutes
-    stop = min(model.minute + horizon_minutes, scenario.horizon_minutes)
-    model.apply(actions)
-    model.step()
-    while model.minute < stop - 1e-9:
-        if model.minute % interval < 1e-9:
-            model.apply(base.decide(model.snapshot()))
-        model.step()
-    cost = model.kpis().total.total_cost
-    if terminal_minutes > 0 and model.minute < scenario.horizon_minutes - 1e-9:
-        cost += terminal_penalty(base, model.snapshot(), terminal_minutes)
-    return cost
+    ``horizon_minutes`` from ``snapshot`` on the future drawn from ``seed``.
+
+    ``base`` decides on the scenario's decision grid (:func:`twin.rollout.run_for`),
+    never at the start: the candidate is the decision there. ``snapshot`` must fit the
+    scenario (the controller checks it once per decision).
+    """
+    model = rollout_twin(scenario, snapshot, seed, checked=True)
+    try:
+        run_for(model, horizon_minutes, base, actions=actions, decide_at_start=False)
+        cost = model.kpis().total.total_cost
+        if terminal_minutes > 0 and model.minute < scenario.horizon_minutes - 1e-9:
+            cost += terminal_penalty(base, model.snapshot(), terminal_minutes)
+        return cost
+    finally:
+        close(model)
 
 
 def terminal_penalty(
@@ -167,6 +167,7 @@ class LookaheadController:
     def _evaluate(
         self, snapshot: OperationSnapshot, candidates: list[Actions], seeds: list[int]
     ) -> np.ndarray:
+        check_snapshot(self.scenario, snapshot)  # once: the rollouts rebuild it unchecked
         jobs = [
             (
                 self.scenario,

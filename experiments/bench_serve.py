@@ -58,7 +58,7 @@ def snapshots(bundle: Path, every_minutes: int = 30) -> list[dict[str, Any]]:
     from twin.scenario import load_scenario
 
     scenario = load_scenario(read_manifest(bundle).scenario.name)
-    model = OperationModel(scenario, rng=np.random.default_rng(1), record_every_minutes=1 << 30)
+    model = OperationModel(scenario, rng=np.random.default_rng(1), record_every_minutes=None)
     out = []
     stop = min(scenario.horizon_minutes, 22 * 60)
     model.run_minutes(6 * 60)

@@ -11,10 +11,9 @@ Each dashboard step advances both twins by :data:`STEP_MINUTES` through
 here gives the same KPIs as ``synctwin simulate`` with the same scenario and seed.
 
 The advice panel asks an *advisor* (any strategy, a ``policy:`` bundle included) what
-it would do at strategy A's current state, and words it with the policy server's own
-functions (:func:`policies.messages.message`, with the impact from
-:func:`policies.impact.estimate_impact` at the server's default samples and horizon),
-so the dashboard and ``POST /v1/recommend`` say the same thing about the same state.
+it would do at strategy A's current state through :func:`policies.advice.advise`, the
+function behind ``POST /v1/recommend`` (with its default samples and horizon), so the
+dashboard and the server say the same thing about the same state.
 
 Nothing here imports solara: the page lives in :mod:`experiments.dashboard`.
 """
@@ -30,9 +29,9 @@ import numpy as np
 from agents import StrategyError
 from experiments.dashboard_whatif import NO_BREAKDOWN, WhatIf, what_if_scenario
 from experiments.strategies import POLICY_PREFIX, controller_for
-from policies.impact import estimate_impact
-from policies.messages import kinds, message, situation
-from twin.actions import Controller, SectorAction
+from policies.advice import AdviceOptions, SectorAdvice, advise
+from policies.messages import situation
+from twin.actions import Controller
 from twin.kpis import Kpis
 from twin.model import OperationModel
 from twin.runner import run
@@ -44,9 +43,6 @@ ENV_SCENARIO = "SYNCTWIN_DASHBOARD_SCENARIO"
 ENV_POLICIES = "SYNCTWIN_DASHBOARD_POLICIES"
 #: Simulated minutes per dashboard step (one row of the session's DataCollector).
 STEP_MINUTES = 15
-#: The policy server's defaults for a recommendation's predicted impact.
-IMPACT_SAMPLES = 8
-IMPACT_HORIZON_MINUTES = 90
 #: ``compare`` value meaning "no side-by-side twin".
 NO_COMPARE = "none"
 #: The KPIs the side-by-side view and the session's time series show, with labels.
@@ -134,73 +130,6 @@ def staffing(snapshot: OperationSnapshot) -> dict[str, Staffing]:
         elif g.sector != g.home and (g.state in _PRESENT or g.state == "transfer"):
             counts[g.home]["lent_out"] += g.count
     return {name: Staffing(**c) for name, c in counts.items()}
-
-
-@dataclass(frozen=True)
-class Advice:
-    """What the advisor would do in one sector now, in the policy server's words."""
-
-    sector: str
-    action: SectorAction
-    in_force: SectorAction
-    kinds: tuple[str, ...]
-    message: str
-    confidence: float | None  # a policy bundle's probability of its action; None otherwise
-
-    @property
-    def changes(self) -> bool:
-        return self.kinds != ("no_change",)
-
-
-def advise(
-    scenario: Scenario,
-    snapshot: OperationSnapshot,
-    advisor: Controller,
-    *,
-    predict_impact: bool = True,
-    seed: int = 0,
-) -> list[Advice]:
-    """The advisor's recommendation for every sector at ``snapshot``, worded as the server does.
-
-    The impact (twin rollouts with and without the recommendation) is estimated as
-    ``POST /v1/recommend`` does by default: per sector, :data:`IMPACT_SAMPLES` samples
-    over :data:`IMPACT_HORIZON_MINUTES` minutes from ``seed``.
-    """
-    in_force = {st.name: st.action for st in snapshot.sectors}
-    confidence: dict[str, float] = {}
-    decisions_of = getattr(advisor, "decisions", None)
-    if callable(decisions_of):  # a policy bundle: its greedy action and how sure it is
-        decided = decisions_of(snapshot)
-        recommended = {s: d.action for s, d in decided.items()}
-        confidence = {s: d.confidence for s, d in decided.items()}
-    else:
-        recommended = dict(advisor.decide(snapshot))
-    recommended = {s: recommended.get(s, in_force[s]) for s in scenario.sector_names}
-    report = None
-    if predict_impact and any(recommended[s] != in_force[s] for s in recommended):
-        report = estimate_impact(
-            scenario,
-            snapshot,
-            recommended,
-            horizon_minutes=IMPACT_HORIZON_MINUTES,
-            samples=IMPACT_SAMPLES,
-            seed=seed,
-            per_sector=True,
-        )
-    out = []
-    for sector, action in recommended.items():
-        impact = report.per_sector.get(sector) if report is not None else None
-        out.append(
-            Advice(
-                sector=sector,
-                action=action,
-                in_force=in_force[sector],
-                kinds=tuple(kinds(action, in_force[sector])),
-                message=message(scenario, snapshot, sector, action, in_force[sector], impact),
-                confidence=confidence.get(sector),
-            )
-        )
-    return out
 
 
 def _series_value(model: PlannerTwin, key: str) -> float:
@@ -303,16 +232,18 @@ class PlannerTwin(mesa.Model):
             self._advisor = controller_for(self.advisor_name, self.scenario, self.seed)
         return self._advisor
 
-    def advice(self) -> list[Advice]:
-        """The advisor's recommendations at strategy A's current state."""
+    def advice_options(self) -> AdviceOptions:
+        """How the panel asks: the server's defaults, this run's seed, impact if chosen,
+        no drivers (the panel does not show them)."""
+        return AdviceOptions(impact=self.predict_impact, seed=self.seed, explain=False)
+
+    def advice(self) -> tuple[SectorAdvice, ...]:
+        """The advisor's recommendations at strategy A's current state, per sector."""
         assert self.a is not None and self.scenario is not None
-        return advise(
-            self.scenario,
-            self.a.model.snapshot(),
-            self.advisor(),
-            predict_impact=self.predict_impact,
-            seed=self.seed,
+        advice = advise(
+            self.advisor(), self.a.model.snapshot(), self.advice_options(), scenario=self.scenario
         )
+        return advice.sectors
 
     def side_by_side(self) -> list[tuple[str, float, float | None]]:
         """``(label, A, B)`` for every KPI of the whole operation (B ``None`` without B)."""

@@ -25,11 +25,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from policies.impact import release
 from policies.runtime import BundlePolicy
 from twin.actions import SectorAction
 from twin.features import FEATURES, featurizer
 from twin.model import OperationModel
+from twin.rollout import close
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
 
@@ -74,7 +74,7 @@ _REFERENCE_DAYS: dict[tuple[str, str], ReferenceDay] = {}
 
 
 def _simulate_reference_day(scenario: Scenario) -> ReferenceDay:
-    model = OperationModel(scenario, rng=np.random.default_rng(0), record_every_minutes=1 << 30)
+    model = OperationModel(scenario, rng=np.random.default_rng(0), record_every_minutes=None)
     fz = featurizer(scenario)
     stop = min(scenario.horizon_minutes, 1440)
     rows, examples = [], {}
@@ -86,7 +86,7 @@ def _simulate_reference_day(scenario: Scenario) -> ReferenceDay:
             examples[int(model.minute)] = snap
     if not examples:  # a horizon shorter than the example minutes
         examples[int(model.minute)] = snap
-    release(model)
+    close(model)
     return ReferenceDay(features=np.mean(rows, axis=0).astype(np.float32), examples=examples)
 
 

@@ -1,7 +1,7 @@
 """Predicted impact and risk forecasts: short twin rollouts from a live snapshot.
 
 Both answers come from the same experiment: rebuild the twin from the snapshot
-(:meth:`twin.model.OperationModel.from_snapshot`), run it a little way into the
+(:func:`twin.rollout.rollout_twin`), run it a little way into the
 future under two or more *arms*, and compare. Every arm of one question uses the
 same seeds (**common random numbers**): sample ``i`` of every arm starts from
 seed ``seed + i``, so arrivals, absences and the ``k``-th service time of each
@@ -28,7 +28,8 @@ Impact of a recommendation (:func:`estimate_impact`)
         operation over the horizon, in the scenario's cost units.
 
 Risk forecast (:func:`forecast`)
-    arm ``policy``: the policy decides now and then every decision interval;
+    arm ``policy``: the policy decides now and then on the scenario's decision grid
+    (every ``decision_interval_minutes`` counted from minute 0: :mod:`twin.rollout`);
     arm ``no_action``: the actions in force, kept. At each horizon (hours from the
     snapshot) and per sector: the probability of at least one new SLA miss (share of
     samples, Wilson 95% interval), the expected number of new misses and the
@@ -43,60 +44,30 @@ result is how far it actually ran.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from twin.actions import Controller, SectorAction
+from twin.live import check_snapshot
 from twin.model import OperationModel
+from twin.rollout import close, rollout_twin, run_for
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
-
-#: Two-sided 97.5% quantiles of Student's t by degrees of freedom (1..30); 1.96 beyond.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-#: Rebuilt twins record their time series this rarely (never, for a short rollout).
-_NO_RECORDING = 1 << 30
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A mean and its 95% confidence interval over ``n`` samples."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
+from twin.stats import Interval, t_interval, wilson_interval
 
 
 def mean_interval(values: Sequence[float] | np.ndarray) -> Interval:
-    """Mean of ``values`` with a Student-t 95% confidence interval (a point if n < 2)."""
-    x = np.asarray(values, dtype=np.float64)
-    n = int(x.size)
-    if n == 0:
+    """Mean of ``values`` with its Student-t 95% interval; a point if n < 2 and zeros if
+    there are none (a JSON answer carries numbers, never NaN)."""
+    if len(values) == 0:
         return Interval(0.0, 0.0, 0.0, 0)
-    mean = float(x.mean())
-    if n < 2:
-        return Interval(mean, mean, mean, n)
-    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * float(x.std(ddof=1)) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n)
+    return t_interval(values, single="point")
 
 
-def proportion_interval(successes: int, n: int) -> Interval:
-    """A share ``successes / n`` with its Wilson 95% interval."""
-    if n == 0:
-        return Interval(0.0, 0.0, 1.0, 0)
-    z = 1.96
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
+#: A share ``successes / n`` with its Wilson 95% interval.
+proportion_interval = wilson_interval
 
 
 # --------------------------------------------------------------------------- rollouts
@@ -127,6 +98,8 @@ def rollout(
     actions: Mapping[str, SectorAction] | None = None,
     controller: Controller | None = None,
     checkpoints: Sequence[float] = (),
+    *,
+    checked: bool = False,
 ) -> Rollout:
     """Run a twin rebuilt from ``snapshot`` for ``minutes`` (or to the scenario's horizon).
 
@@ -136,31 +109,20 @@ def rollout(
         seed: the rollout's seed (arms compared with each other use the same one).
         minutes: how far to run.
         actions: actions put in force at the start (sectors left out keep theirs).
-        controller: if given, decides at the start and every decision interval after.
+        controller: if given, decides at the start and then on the scenario's decision
+            grid (:func:`twin.rollout.run_for`).
         checkpoints: minutes from the start at which to read the cumulative KPIs
             (the end of the rollout is always read last).
+        checked: the snapshot already passed :func:`twin.live.check_snapshot`.
 
     Raises:
-        twin.model.SnapshotError: the snapshot does not fit the scenario.
+        twin.live.SnapshotError: (unless ``checked``) the snapshot does not fit the scenario.
     """
-    model = OperationModel.from_snapshot(
-        scenario, snapshot, rng=seed, record_every_minutes=_NO_RECORDING
-    )
+    model = rollout_twin(scenario, snapshot, seed, checked=checked)
     try:
         return _run(model, minutes, actions, controller, checkpoints)
     finally:
-        release(model)
-
-
-def release(model: OperationModel) -> None:
-    """Let a finished rollout twin be freed at once.
-
-    The model and its workers reference each other; clearing the model's attributes
-    breaks those cycles, so reference counting frees a rollout immediately instead of
-    leaving it to the cyclic garbage collector, whose full passes over a server's heap
-    take 100 ms or more. The model is unusable afterwards.
-    """
-    model.__dict__.clear()
+        close(model)
 
 
 def _run(
@@ -172,28 +134,22 @@ def _run(
 ) -> Rollout:
     scenario = model.scenario
     start = model.minute
-    stop = min(start + minutes, float(scenario.horizon_minutes))
     tick = scenario.tick_minutes
-    interval = scenario.decision_interval_minutes
     n = len(scenario.sector_names)
     queues = model.queues
     waiting = np.array([q.n for q in queues], dtype=np.float64)
     queue_sum = [0.0] * n
     marks = sorted(set(checkpoints))
     reads: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    if actions:
-        model.apply(actions)
-    next_decision = start
-    while model.minute < stop - 1e-9:
-        if controller is not None and model.minute >= next_decision - 1e-9:
-            model.apply(controller.decide(model.snapshot()))
-            next_decision += interval
-        model.step()
+
+    def on_tick(model: OperationModel) -> None:
         for s in range(n):
             queue_sum[s] += queues[s].n * tick
         elapsed = model.minute - start
         while marks and elapsed >= marks[0] - 1e-9:
             reads[marks.pop(0)] = _read(model)
+
+    run_for(model, minutes, controller, actions=actions, decide_at_start=True, on_tick=on_tick)
     end = _read(model)
     rows = [reads.get(m, end) for m in sorted(set(checkpoints))] + [end]
     return Rollout(
@@ -284,6 +240,7 @@ def estimate_impact(
     samples: int,
     seed: int = 0,
     per_sector: bool = True,
+    checked: bool = False,
 ) -> ImpactReport:
     """Predicted impact of the recommendations, each alone and all together.
 
@@ -300,15 +257,23 @@ def estimate_impact(
     number of changes) and ``per_sector`` is empty: the cheap answer to "what does
     the whole recommendation save".
 
+    The snapshot is checked against the scenario once, here (``checked=True``: the
+    caller already did), never per rollout.
+
     Raises:
-        twin.model.SnapshotError: the snapshot does not fit the scenario.
+        twin.live.SnapshotError: the snapshot does not fit the scenario.
     """
+    if not checked:
+        check_snapshot(scenario, snapshot)
     in_force = {st.name: st.action for st in snapshot.sectors}
     changed = {s: a for s, a in recommended.items() if a != in_force.get(s)}
     seeds = [seed + i for i in range(samples)]
 
     def arm(actions: Mapping[str, SectorAction] | None) -> list[Rollout]:
-        return [rollout(scenario, snapshot, sd, horizon_minutes, actions=actions) for sd in seeds]
+        return [
+            rollout(scenario, snapshot, sd, horizon_minutes, actions=actions, checked=True)
+            for sd in seeds
+        ]
 
     without = arm(None)
     horizon = min(r.minutes for r in without) if without else 0.0
@@ -418,21 +383,30 @@ def forecast(
     hours: Sequence[float],
     samples: int,
     seed: int = 0,
+    checked: bool = False,
 ) -> Forecast:
     """Risk of SLA misses and overtime ``hours`` ahead, under ``policy`` and under no action.
 
+    The policy decides at the start and then on the scenario's decision grid
+    (:func:`twin.rollout.run_for`). The snapshot is checked once, here (``checked=True``:
+    the caller already did).
+
     Raises:
-        twin.model.SnapshotError: the snapshot does not fit the scenario.
+        twin.live.SnapshotError: the snapshot does not fit the scenario.
     """
+    if not checked:
+        check_snapshot(scenario, snapshot)
     hours = sorted(set(hours))
     marks = [h * 60.0 for h in hours]
     longest = marks[-1]
     seeds = [seed + i for i in range(samples)]
     under_policy = [
-        rollout(scenario, snapshot, sd, longest, controller=policy, checkpoints=marks)
+        rollout(scenario, snapshot, sd, longest, controller=policy, checkpoints=marks, checked=True)
         for sd in seeds
     ]
-    no_action = [rollout(scenario, snapshot, sd, longest, checkpoints=marks) for sd in seeds]
+    no_action = [
+        rollout(scenario, snapshot, sd, longest, checkpoints=marks, checked=True) for sd in seeds
+    ]
     return Forecast(
         policy=_horizons(scenario, under_policy, hours),
         no_action=_horizons(scenario, no_action, hours),

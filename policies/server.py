@@ -35,7 +35,6 @@ import gc
 import json
 import logging
 import os
-import re
 import secrets
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,12 +65,23 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from policies.advice import (
+    IMPACT_HORIZON_MINUTES,
+    IMPACT_SAMPLES,
+    MAX_HORIZON_MINUTES,
+    MAX_SAMPLES,
+    Advice,
+    AdviceError,
+    AdviceOptions,
+    OptionError,
+    action_labels,
+    advise,
+)
 from policies.bundle import BundleError
 from policies.decision_log import DecisionLog
 from policies.explain import ReferenceDay, decide_and_explain, reference_day
-from policies.impact import estimate_impact
 from policies.impact import forecast as run_forecast
-from policies.messages import KINDS, kinds, message
+from policies.messages import KINDS
 from policies.runtime import BundlePolicy
 from policies.schemas import (
     DriverOut,
@@ -93,12 +104,10 @@ from policies.schemas import (
     SectorForecast,
     SectorRecommendation,
 )
-from twin.features import featurizer
-from twin.model import SnapshotError
-from twin.model import check_snapshot as check_fits_scenario
+from twin.live import SnapshotError
+from twin.live import check_snapshot as check_fits_scenario
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
-from twin.spaces import PRIORITIES
 
 log = logging.getLogger("synctwin.server")
 
@@ -128,15 +137,19 @@ class Settings(BaseSettings):
     log: Path | None = Field(None, description="decision log (JSONL); none: in memory")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger bodies get a 413")
     impact: bool = Field(True, description="estimate impact unless a request says otherwise")
-    impact_samples: int = Field(8, ge=2, description="rollouts per arm for impact")
-    impact_horizon_minutes: int = Field(90, ge=1, description="impact rollout horizon")
+    impact_samples: int = Field(IMPACT_SAMPLES, ge=2, description="rollouts per arm for impact")
+    impact_horizon_minutes: int = Field(
+        IMPACT_HORIZON_MINUTES, ge=1, description="impact rollout horizon"
+    )
     impact_scope: Literal["per_sector", "total"] = Field(
         "per_sector", description="default impact_scope of requests (see RecommendRequest)"
     )
     forecast_hours: tuple[float, ...] = Field((1.0, 2.0, 3.0, 4.0), min_length=1)
     forecast_samples: int = Field(8, ge=2)
-    max_samples: int = Field(32, ge=2, description="largest samples a request may ask for")
-    max_horizon_minutes: int = Field(480, ge=1, description="longest rollout a request may ask")
+    max_samples: int = Field(MAX_SAMPLES, ge=2, description="largest samples a request may ask for")
+    max_horizon_minutes: int = Field(
+        MAX_HORIZON_MINUTES, ge=1, description="longest rollout a request may ask"
+    )
     max_snapshot_items: int = Field(100_000, ge=1, description="work items in one snapshot")
     max_snapshot_workers: int = Field(10_000, ge=1, description="workers in one snapshot")
     max_rate_per_hour: float = Field(1e6, gt=0, description="largest arrival/completion rate")
@@ -326,28 +339,6 @@ def _unprocessable(loc: list[str | int], msg: str, kind: str) -> JSONResponse:
     )
 
 
-_WHERE = re.compile(r"^snapshot (\S+): (.*)$", re.S)
-
-
-def snapshot_error_loc(err: SnapshotError, snap: OperationSnapshot) -> tuple[list[str | int], str]:
-    """The JSON location and message of a :class:`SnapshotError` (``sectors.packing.x`` ->
-    ``["sectors", 3, "x"]``)."""
-    m = _WHERE.match(str(err))
-    if m is None:
-        return [], str(err)
-    loc: list[str | int] = []
-    names = [s.name for s in snap.sectors]
-    parts = m.group(1).split(".")
-    for i, part in enumerate(parts):
-        head, _, index = part.partition("[")
-        loc.append(head)
-        if index:
-            loc.append(int(index.rstrip("]")))
-        elif i == 1 and parts[0] == "sectors" and head in names:
-            loc[-1] = names.index(head)
-    return loc, m.group(2)
-
-
 # --------------------------------------------------------------------------- middleware
 
 Scope = MutableMapping[str, Any]
@@ -461,6 +452,11 @@ class ServerState:
 
     def rollout_slot(self) -> _Slot:
         return _Slot(self.rollouts, self.settings.rollout_wait_seconds)
+
+    @cached_property
+    def advice_defaults(self) -> AdviceOptions:
+        """What a recommendation request gets unless it asks otherwise."""
+        return advice_defaults(self.settings)
 
 
 class _Slot:
@@ -643,8 +639,7 @@ def check_snapshot(
     try:
         check_fits_scenario(sc, snap)
     except SnapshotError as err:
-        loc, msg = snapshot_error_loc(err, snap)
-        raise ClientError([*prefix, *loc], msg, "snapshot_error") from None
+        raise ClientError([*prefix, *err.loc], err.msg, "snapshot_error") from None
 
 
 def _option(value: int | None, default: int, limit: int, loc: list[str | int], what: str) -> int:
@@ -653,32 +648,6 @@ def _option(value: int | None, default: int, limit: int, loc: list[str | int], w
     if value > limit:
         raise ClientError(loc, f"{what} must be <= {limit} on this server")
     return value
-
-
-_FIELDS = ("lend_to", "lend_count", "flex_count", "overtime", "priority")
-
-
-def action_labels(policy: BundlePolicy) -> dict[str, tuple[tuple[str, ...], ...]]:
-    """Per sector, the label of each value of each action field (for ``probabilities``)."""
-    out = {}
-    for sector, codec in policy.codecs.items():
-        out[sector] = (
-            ("none", *codec.targets),
-            tuple(str(i) for i in range(codec.max_lend + 1)),
-            tuple(str(i) for i in range(codec.max_flex + 1)),
-            ("no", "yes"),
-            tuple(PRIORITIES),
-        )
-    return out
-
-
-def _probabilities(served: Served, sector: str, probs: list[np.ndarray]) -> dict[str, dict]:
-    flat = np.round(np.concatenate(probs), 6).tolist()
-    out, start = {}, 0
-    for field, names in zip(_FIELDS, served.labels[sector], strict=True):
-        out[field] = dict(zip(names, flat[start : start + len(names)], strict=True))
-        start += len(names)
-    return out
 
 
 def _json(model: Any, version: str, status: int = 200) -> Response:
@@ -690,83 +659,91 @@ def _json(model: Any, version: str, status: int = 200) -> Response:
     )
 
 
+def advice_defaults(settings: Settings) -> AdviceOptions:
+    """The server's defaults and limits for recommendations, from its settings."""
+    return AdviceOptions(
+        impact=settings.impact,
+        samples=settings.impact_samples,
+        horizon_minutes=settings.impact_horizon_minutes,
+        impact_scope=settings.impact_scope,
+        seed=settings.seed,
+        max_samples=settings.max_samples,
+        max_horizon_minutes=settings.max_horizon_minutes,
+    )
+
+
+def request_options(defaults: AdviceOptions, req: RecommendRequest) -> AdviceOptions:
+    """A request's options over the server's defaults; a 422 names one beyond its limit."""
+    try:
+        return defaults.requested(
+            impact=req.impact,
+            samples=req.samples,
+            horizon_minutes=req.horizon_minutes,
+            impact_scope=req.impact_scope,
+            seed=req.seed,
+            explain=req.explain,
+        )
+    except OptionError as err:
+        raise ClientError(["body", "request", err.option], f"{err} on this server") from None
+
+
+def recommendation(advice: Advice, served: Served, recommendation_id: str) -> Recommendation:
+    """The response body of ``POST /v1/recommend`` for ``advice`` (numbers rounded)."""
+    sectors = []
+    for a in advice.sectors:
+        assert a.confidence is not None and a.probabilities is not None  # a bundle's advice
+        sectors.append(
+            SectorRecommendation(
+                sector=a.sector,
+                action=a.action,
+                action_in_force=a.in_force,
+                kinds=list(a.kinds),  # type: ignore[arg-type]
+                message=a.message,
+                confidence=round(a.confidence, 6),
+                probabilities={
+                    field: dict(zip(p, np.round(list(p.values()), 6).tolist(), strict=True))
+                    for field, p in a.probabilities.items()
+                },
+                drivers=[DriverOut.of(x) for x in a.drivers],
+                impact=ImpactOut.of(a.impact) if a.impact is not None else None,
+            )
+        )
+    total = advice.total_impact
+    return Recommendation(
+        recommendation_id=recommendation_id,
+        policy_version=served.version,
+        policy=served.ref,
+        scenario=advice.scenario,
+        minute=advice.minute,
+        sectors=sectors,
+        total_impact=ImpactOut.of(total) if total is not None else None,
+        impact_seed=advice.impact_seed,
+        impact_scope=advice.impact_scope,
+    )
+
+
 def _recommend(
     served: Served,
     state: ServerState,
-    req: RecommendRequest,
+    snap: OperationSnapshot,
+    options: AdviceOptions,
     prefix: list[str | int],
-    with_impact: bool,
 ) -> Response:
-    """The work of ``POST /v1/recommend`` (see the route)."""
-    s = state.settings
-    opts: list[str | int] = ["body", "request"]
-    samples = _option(req.samples, s.impact_samples, s.max_samples, [*opts, "samples"], "samples")
-    horizon = _option(
-        req.horizon_minutes,
-        s.impact_horizon_minutes,
-        s.max_horizon_minutes,
-        [*opts, "horizon_minutes"],
-        "horizon_minutes",
-    )
-    seed = req.seed if req.seed is not None else s.seed
-    scope = req.impact_scope or s.impact_scope
-    snap = req.snapshot
-    check_snapshot(served, snap, s, prefix)
-    sc = served.scenario
-    feats = featurizer(sc).matrix(snap)
-    if not np.isfinite(feats).all():
-        raise ClientError(prefix, "the snapshot's values give non-finite features")
-    decisions = decide_and_explain(
-        served.policy, feats, served.reference.features if req.explain else None
-    )
-    report = None
-    if with_impact:
-        recommended = {sector: d.action for sector, d in decisions.items()}
-        with state.rollout_slot():
-            t0 = time.perf_counter()
-            report = estimate_impact(
-                sc,
-                snap,
-                recommended,
-                horizon_minutes=horizon,
-                samples=samples,
-                seed=seed,
-                per_sector=scope == "per_sector",
-            )
-            state.metrics.rollout_seconds.labels("/v1/recommend").observe(time.perf_counter() - t0)
-    sectors = []
-    counter = state.metrics.recommendations
-    for sector, d in decisions.items():
-        in_force = snap.sector(sector).action
-        impact = report.per_sector.get(sector) if report is not None else None
-        what = kinds(d.action, in_force)
-        for k in what:
-            counter.labels(k).inc()
-        sectors.append(
-            SectorRecommendation(
-                sector=sector,
-                action=d.action,
-                action_in_force=in_force,
-                kinds=what,  # type: ignore[arg-type]
-                message=message(sc, snap, sector, d.action, in_force, impact),
-                confidence=round(d.confidence, 6),
-                probabilities=_probabilities(served, sector, d.probabilities),
-                drivers=[DriverOut.of(x) for x in d.drivers],
-                impact=ImpactOut.of(impact) if impact is not None else None,
-            )
+    """The work of ``POST /v1/recommend`` (see the route): check, advise, shape, record."""
+    check_snapshot(served, snap, state.settings, prefix)
+    try:
+        advice = advise(
+            served.policy, snap, options, rollout_gate=state.rollout_slot, checked=True
         )
-    total = report.total if report is not None else None
-    rec = Recommendation(
-        recommendation_id=str(uuid.uuid4()),
-        policy_version=served.version,
-        policy=served.ref,
-        scenario=snap.scenario,
-        minute=snap.minute,
-        sectors=sectors,
-        total_impact=ImpactOut.of(total) if total is not None else None,
-        impact_seed=seed if report is not None else None,
-        impact_scope=scope if report is not None else None,
-    )
+    except AdviceError as err:
+        raise ClientError(prefix, str(err)) from None
+    if advice.estimated_impact:
+        state.metrics.rollout_seconds.labels("/v1/recommend").observe(advice.rollout_seconds)
+    counter = state.metrics.recommendations
+    for a in advice.sectors:
+        for k in a.kinds:
+            counter.labels(k).inc()
+    rec = recommendation(advice, served, str(uuid.uuid4()))
     body_json = rec.model_dump_json()
     state.decisions.record(
         rec.recommendation_id, served.ref.model_dump(), snap.model_dump_json(), body_json
@@ -852,7 +829,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
 
     @app.exception_handler(SnapshotError)
     async def _snapshot_error(request: Request, err: SnapshotError) -> JSONResponse:
-        return _unprocessable(["body"], str(err), "snapshot_error")
+        return _unprocessable(["body", *err.loc], err.msg, "snapshot_error")
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, err: Exception) -> JSONResponse:
@@ -1002,10 +979,10 @@ def _add_routes(app: FastAPI, examples: dict[str, OperationSnapshot]) -> None:
             req, prefix = body, ["body", "request", "snapshot"]
         else:
             req, prefix = RecommendRequest(snapshot=body), ["body", "snapshot"]
-        with_impact = state.settings.impact if req.impact is None else req.impact
-        if with_impact:
-            return await run_in_threadpool(_recommend, served, state, req, prefix, True)
-        return _recommend(served, state, req, prefix, False)
+        options = request_options(state.advice_defaults, req)
+        if options.impact:
+            return await run_in_threadpool(_recommend, served, state, req.snapshot, options, prefix)
+        return _recommend(served, state, req.snapshot, options, prefix)
 
     @app.post(
         "/v1/forecast",
@@ -1041,7 +1018,13 @@ def _add_routes(app: FastAPI, examples: dict[str, OperationSnapshot]) -> None:
         with state.rollout_slot():
             t0 = time.perf_counter()
             fc = run_forecast(
-                served.scenario, snap, served.policy, hours=hours, samples=samples, seed=seed
+                served.scenario,
+                snap,
+                served.policy,
+                hours=hours,
+                samples=samples,
+                seed=seed,
+                checked=True,  # checked above, once
             )
             state.metrics.rollout_seconds.labels("/v1/forecast").observe(time.perf_counter() - t0)
 

@@ -19,15 +19,9 @@ from pathlib import Path
 import pytest
 
 from agents import make_controller
-from experiments.dashboard_session import (
-    NO_COMPARE,
-    STEP_MINUTES,
-    PlannerTwin,
-    advise,
-    clock,
-    staffing,
-)
+from experiments.dashboard_session import NO_COMPARE, STEP_MINUTES, PlannerTwin, clock, staffing
 from experiments.dashboard_whatif import WhatIf, what_if_scenario
+from policies.advice import AdviceOptions, advise
 from policies.messages import message
 from twin.model import OperationModel
 from twin.runner import simulate
@@ -118,8 +112,8 @@ def test_advice_is_worded_by_the_servers_message_function() -> None:
     for _ in range(10 * 60 // STEP_MINUTES):  # to 10:00, when the picking queue is long
         m.step()
     snap = m.a.model.snapshot()
-    advice = advise(m.scenario, snap, make_controller("threshold", m.scenario, 1),
-                    predict_impact=False)  # fmt: skip
+    threshold = make_controller("threshold", m.scenario, 1)
+    advice = advise(threshold, snap, AdviceOptions(impact=False), scenario=m.scenario).sectors
     assert any(a.changes for a in advice)
     for a in advice:
         assert a.message == message(m.scenario, snap, a.sector, a.action, a.in_force)

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from policies.decision_log import DecisionLog
 from policies.explain import decide_and_explain, reference_day
@@ -793,7 +794,7 @@ def test_ray_serve_deployment(bundles: Bundles, snapshots: list[OperationSnapsho
 def test_intervals() -> None:
     i = mean_interval([1.0, 2.0, 3.0, 4.0])
     assert i.mean == 2.5
-    half = 3.182 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(0.975, 3 df) * s / sqrt(4)
+    half = scipy_stats.t.ppf(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2  # t * s / sqrt(4)
     assert (i.low, i.high) == pytest.approx((2.5 - half, 2.5 + half))
     assert mean_interval([7.0, 7.0]).low == 7.0 == mean_interval([7.0, 7.0]).high
     p = proportion_interval(0, 8)

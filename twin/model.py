@@ -16,40 +16,49 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from itertools import count
+from typing import Any, ClassVar
 
 import mesa
 import numpy as np
 import pandas as pd
 
+from twin import live
 from twin.actions import SectorAction
 from twin.demand import ArrivalStream
 from twin.distributions import DurationStream
 from twin.eventlog import EventLog
+from twin.events import (
+    BREAK_END,
+    BREAK_START,
+    COMPLETE,
+    DUE,
+    FAIL,
+    N_KINDS,
+    OT_LIMIT,
+    OTHER_PRIORITY,
+    OUTAGE,
+    PRIORITY,
+    REPAIR,
+    SHIFT_END,
+    SHIFT_START,
+    TRANSFER_DONE,
+)
 from twin.kpis import KpiRecord, Kpis
+from twin.live import SnapshotError, check_snapshot
 from twin.queues import Item, ItemState, SectorQueue
 from twin.scenario import EXIT, MINUTES_PER_DAY, Absenteeism, EquipmentBreakdown, Scenario
-from twin.snapshot import (
-    DUE_BUCKET_REPRESENTATIVE,
-    N_BUCKETS,
-    RATE_TIME_CONSTANT_MINUTES,
-    OperationSnapshot,
-    SectorState,
-    WorkerGroup,
-    due_bucket,
-)
+from twin.snapshot import RATE_TIME_CONSTANT_MINUTES, OperationSnapshot
 from twin.workers import N_STATES, PAID_FLEX, PAID_REGULAR, Worker, WorkerState
+
+#: ``SnapshotError`` and ``check_snapshot`` live in :mod:`twin.live`; importable from here too
+__all__ = ["InvariantError", "OperationModel", "SnapshotError", "check_snapshot"]
 
 OFF, ABSENT, IDLE, BUSY, BREAK, TRANSFER, OVERTIME = WorkerState
 
-# event kinds
-_SHIFT_END, _SHIFT_START, _BREAK_START, _BREAK_END = 0, 1, 2, 3
-_COMPLETE, _TRANSFER_DONE, _OT_LIMIT, _DUE, _FAIL, _REPAIR, _OUTAGE = 4, 5, 6, 7, 8, 9, 10
-#: at equal times: shift ends before shift starts before everything else
-_PRIO = {_SHIFT_END: 0, _SHIFT_START: 1}
-
+#: station count of a sector without a station limit (not a recording period)
 UNLIMITED = 1 << 30
 
 
@@ -65,8 +74,8 @@ class InvariantError(AssertionError):
     """A conservation law of the twin was broken (a bug, never user error)."""
 
 
-class SnapshotError(ValueError):
-    """A snapshot does not fit the scenario; the message names the field and the problem."""
+#: an event handler: ``handler(model, time, a, b)``
+_Handler = Callable[["OperationModel", float, Any, Any], None]
 
 
 class OperationModel(mesa.Model):
@@ -75,7 +84,8 @@ class OperationModel(mesa.Model):
     Args:
         scenario: the validated scenario.
         rng: the one source of randomness (a ``numpy.random.Generator`` or a seed).
-        record_every_minutes: how often the DataCollector records the time series.
+        record_every_minutes: how often the DataCollector records the time series
+            (``None``: never, as rollouts run; see :mod:`twin.rollout`).
         start_minute: clock at creation (``from_snapshot`` uses it).
         event_log: if given, every item event, attendance and equipment event is
             appended to it (see :mod:`twin.eventlog`).
@@ -86,7 +96,7 @@ class OperationModel(mesa.Model):
         scenario: Scenario,
         rng: np.random.Generator | int | None = None,
         *,
-        record_every_minutes: int = 15,
+        record_every_minutes: int | None = 15,
         start_minute: float = 0.0,
         event_log: EventLog | None = None,
         _fresh: bool = True,
@@ -127,7 +137,8 @@ class OperationModel(mesa.Model):
         ]
 
         # dynamic state
-        self._heap: list[tuple[float, int, int, int, object, object]] = []
+        #: (time, priority, sequence, kind, a, b): see :mod:`twin.events` and the handlers
+        self._heap: list[tuple[float, int, int, int, Any, Any]] = []
         self._seq = count()
         self.queues = [SectorQueue() for _ in range(n_sectors)]
         self._idle: list[dict[Worker, None]] = [{} for _ in range(n_sectors + 1)]  # ordered sets
@@ -210,7 +221,9 @@ class OperationModel(mesa.Model):
         return table
 
     def _push(self, time: float, kind: int, a: object = None, b: object = None) -> None:
-        heapq.heappush(self._heap, (time, _PRIO.get(kind, 2), next(self._seq), kind, a, b))
+        heapq.heappush(
+            self._heap, (time, PRIORITY.get(kind, OTHER_PRIORITY), next(self._seq), kind, a, b)
+        )
 
     def _schedule_calendar(self, t0: float, fresh: bool) -> None:
         """Push shift starts/ends, breaks and scheduled outages at or after ``t0``.
@@ -227,28 +240,28 @@ class OperationModel(mesa.Model):
                 if end <= t0 or start >= horizon + MINUTES_PER_DAY:
                     continue
                 if start >= t0:
-                    self._push(start, _SHIFT_START, k, day)
+                    self._push(start, SHIFT_START, k, day)
                 elif fresh:
-                    self._push(t0, _SHIFT_START, k, day)
-                self._push(end, _SHIFT_END, k)
+                    self._push(t0, SHIFT_START, k, day)
+                self._push(end, SHIFT_END, k)
                 for brk in shift.breaks:
                     b_start = start + (brk.start - shift.start) % MINUTES_PER_DAY
                     b_end = b_start + brk.minutes
                     if b_start >= t0:
-                        self._push(b_start, _BREAK_START, k, b_end)
+                        self._push(b_start, BREAK_START, k, b_end)
                     elif b_end > t0 and not fresh:
-                        self._push(b_end, _BREAK_END, k)
+                        self._push(b_end, BREAK_END, k)
         for d in self.scenario.disruptions:
             if isinstance(d, EquipmentBreakdown):
                 s = self.sector_index[d.sector]
                 end = d.start_minute + d.duration_minutes
                 if d.start_minute >= t0:
-                    self._push(d.start_minute, _OUTAGE, s, d.stations)
-                    self._push(end, _OUTAGE, s, -d.stations)
+                    self._push(d.start_minute, OUTAGE, s, d.stations)
+                    self._push(end, OUTAGE, s, -d.stations)
                 elif end > t0:
                     if fresh:
-                        self._push(t0, _OUTAGE, s, d.stations)
-                    self._push(end, _OUTAGE, s, -d.stations)
+                        self._push(t0, OUTAGE, s, d.stations)
+                    self._push(end, OUTAGE, s, -d.stations)
 
     def _schedule_failures(self, t0: float, down: list[int]) -> None:
         """Start each station's failure clock; ``down[s]`` stations start under repair."""
@@ -261,9 +274,9 @@ class OperationModel(mesa.Model):
                 continue  # reported failures with no repair model stay down
             for i in range(sec.stations):
                 if i < n_down:
-                    self._push(t0 + self._draw(sec.breakdowns.repair), _REPAIR, s)
+                    self._push(t0 + self._draw(sec.breakdowns.repair), REPAIR, s)
                 else:
-                    self._push(t0 + self._draw(sec.breakdowns.time_to_failure), _FAIL, s)
+                    self._push(t0 + self._draw(sec.breakdowns.time_to_failure), FAIL, s)
 
     def _draw(self, dist) -> float:
         return float(dist.sample(self._rng_equipment, 1)[0])
@@ -337,8 +350,15 @@ class OperationModel(mesa.Model):
     # ------------------------------------------------------------------ the event loop
 
     def _advance(self, end: float) -> None:
+        """Process every arrival and scheduled event before ``end``, in time order.
+
+        Arrivals come from the arrival stream; the other events from the heap, each
+        handled by the handler of its kind (``_HANDLERS``). An arrival at the same time
+        as a scheduled event is processed after it.
+        """
         heap = self._heap
         arr = self._arrivals
+        handlers = self._HANDLERS
         while True:
             if arr.i >= len(arr.times):
                 if arr.hour_end < end:
@@ -357,57 +377,89 @@ class OperationModel(mesa.Model):
             if t_evt >= end:
                 return
             t, _, _, kind, a, b = heapq.heappop(heap)
-            if kind == _COMPLETE:
-                if a.token == b:  # type: ignore[union-attr]
-                    self._complete(a, t)  # type: ignore[arg-type]
-            elif kind == _DUE:
-                item: Item = a  # type: ignore[assignment]
-                if item.state is not ItemState.DONE and not item.late:
-                    item.late = True
-                    self.misses[item.sector] += 1
-            elif kind == _TRANSFER_DONE:
-                w: Worker = a  # type: ignore[assignment]
-                if w.token == b and w.state is TRANSFER:
-                    self._move(w, IDLE, w.sector, t)
-                    self._dispatch(w.sector, t)
-            elif kind == _OT_LIMIT:
-                w = a  # type: ignore[assignment]
-                if w.token == b and w.state is OVERTIME:
-                    s = w.sector
-                    self._preempt(w)
-                    self._move(w, OFF, w.home, t)
-                    self._dispatch(s, t)
-            elif kind == _SHIFT_START:
-                self._shift_start(a, b, t)  # type: ignore[arg-type]
-            elif kind == _SHIFT_END:
-                self._shift_end(a, t)  # type: ignore[arg-type]
-            elif kind == _BREAK_START:
-                self._break_start(a, b, t)  # type: ignore[arg-type]
-            elif kind == _BREAK_END:
-                for w in self.shift_workers[a]:  # type: ignore[index]
-                    if w.state is BREAK:
-                        self._move(w, IDLE, w.sector, t)
-                self._dispatch_all(t)
-            elif kind == _FAIL:
-                bd = self.scenario.sectors[a].breakdowns  # type: ignore[index]
-                if self.down[a] + self.outage[a] >= self._stations[a]:  # type: ignore[index]
-                    # every station is already out: this one cannot fail on top
-                    self._push(t + self._draw(bd.time_to_failure), _FAIL, a)  # type: ignore[union-attr]
-                    continue
-                self.down[a] += 1  # type: ignore[index]
-                if self.event_log is not None:
-                    self.event_log.equipment.append((a, "failure", t))  # type: ignore[arg-type]
-                self._push(t + self._draw(bd.repair), _REPAIR, a)  # type: ignore[union-attr]
-            elif kind == _REPAIR:
-                self.down[a] -= 1  # type: ignore[index]
-                if self.event_log is not None:
-                    self.event_log.equipment.append((a, "repair", t))  # type: ignore[arg-type]
-                bd = self.scenario.sectors[a].breakdowns  # type: ignore[index]
-                self._push(t + self._draw(bd.time_to_failure), _FAIL, a)  # type: ignore[union-attr]
-                self._dispatch(a, t)  # type: ignore[arg-type]
-            elif kind == _OUTAGE:
-                self.outage[a] += b  # type: ignore[index,operator]
-                self._dispatch(a, t)  # type: ignore[arg-type]
+            handlers[kind](self, t, a, b)
+
+    # ------------------------------------------------------------------ event handlers
+    # One per event kind, called as ``handler(model, time, a, b)`` with the event's two
+    # payload fields. Worker events carry the worker's token when scheduled: a worker
+    # whose token has moved on since (preempted, sent home) ignores them.
+
+    def _on_complete(self, t: float, w: Worker, token: int) -> None:
+        if w.token == token:
+            self._complete(w, t)
+
+    def _on_due(self, t: float, item: Item, _: None) -> None:
+        if item.state is not ItemState.DONE and not item.late:
+            item.late = True
+            self.misses[item.sector] += 1
+
+    def _on_transfer_done(self, t: float, w: Worker, token: int) -> None:
+        if w.token == token and w.state is TRANSFER:
+            self._move(w, IDLE, w.sector, t)
+            self._dispatch(w.sector, t)
+
+    def _on_overtime_limit(self, t: float, w: Worker, token: int) -> None:
+        if w.token == token and w.state is OVERTIME:
+            s = w.sector
+            self._preempt(w)
+            self._move(w, OFF, w.home, t)
+            self._dispatch(s, t)
+
+    def _on_shift_start(self, t: float, k: int, day: int) -> None:
+        self._shift_start(k, day, t)
+
+    def _on_shift_end(self, t: float, k: int, _: None) -> None:
+        self._shift_end(k, t)
+
+    def _on_break_start(self, t: float, k: int, until: float) -> None:
+        self._break_start(k, until, t)
+
+    def _on_break_end(self, t: float, k: int, _: None) -> None:
+        for w in self.shift_workers[k]:
+            if w.state is BREAK:
+                self._move(w, IDLE, w.sector, t)
+        self._dispatch_all(t)
+
+    def _on_failure(self, t: float, s: int, _: None) -> None:
+        bd = self.scenario.sectors[s].breakdowns
+        assert bd is not None  # failures are scheduled only where breakdowns are modelled
+        if self.down[s] + self.outage[s] >= self._stations[s]:
+            # every station is already out: this one cannot fail on top
+            self._push(t + self._draw(bd.time_to_failure), FAIL, s)
+            return
+        self.down[s] += 1
+        if self.event_log is not None:
+            self.event_log.equipment.append((s, "failure", t))
+        self._push(t + self._draw(bd.repair), REPAIR, s)
+
+    def _on_repair(self, t: float, s: int, _: None) -> None:
+        self.down[s] -= 1
+        if self.event_log is not None:
+            self.event_log.equipment.append((s, "repair", t))
+        bd = self.scenario.sectors[s].breakdowns
+        assert bd is not None
+        self._push(t + self._draw(bd.time_to_failure), FAIL, s)
+        self._dispatch(s, t)
+
+    def _on_outage(self, t: float, s: int, stations: int) -> None:
+        self.outage[s] += stations
+        self._dispatch(s, t)
+
+    #: the handler of each event kind, indexed by kind (:mod:`twin.events`)
+    _BY_KIND: ClassVar[dict[int, _Handler]] = {
+        SHIFT_END: _on_shift_end,
+        SHIFT_START: _on_shift_start,
+        BREAK_START: _on_break_start,
+        BREAK_END: _on_break_end,
+        COMPLETE: _on_complete,
+        TRANSFER_DONE: _on_transfer_done,
+        OT_LIMIT: _on_overtime_limit,
+        DUE: _on_due,
+        FAIL: _on_failure,
+        REPAIR: _on_repair,
+        OUTAGE: _on_outage,
+    }
+    _HANDLERS: ClassVar[tuple[_Handler, ...]] = tuple(map(_BY_KIND.__getitem__, range(N_KINDS)))
 
     # ------------------------------------------------------------------ work
 
@@ -417,7 +469,7 @@ class OperationModel(mesa.Model):
         item = Item(self._next_item_id, cls, t, c.due.due_minute(t), s)
         self._next_item_id += 1
         self.arrived += 1
-        self._push(item.due, _DUE, item)
+        self._push(item.due, DUE, item)
         self._enter(item, s, t)
 
     def _enter(self, item: Item, s: int, t: float) -> None:
@@ -455,7 +507,7 @@ class OperationModel(mesa.Model):
         if self.event_log is not None:
             self.event_log.items.append((item.id, item.cls, s, "start", t, w.unique_id))
         duration = self._service[s].next() / self._efficiency(w, s)
-        self._push(t + duration, _COMPLETE, w, w.token)
+        self._push(t + duration, COMPLETE, w, w.token)
 
     def _complete(self, w: Worker, t: float) -> None:
         item = w.item
@@ -555,7 +607,7 @@ class OperationModel(mesa.Model):
                 continue
             if w.state is BUSY and self._overtime_ok[w.sector] and limit > 0:
                 self._move(w, OVERTIME, w.sector, t)
-                self._push(t + limit - w.overtime_used, _OT_LIMIT, w, w.token)
+                self._push(t + limit - w.overtime_used, OT_LIMIT, w, w.token)
                 continue
             if w.state is not OVERTIME:
                 self._preempt(w)
@@ -567,7 +619,7 @@ class OperationModel(mesa.Model):
             if w.state is IDLE or w.state is BUSY:
                 self._preempt(w)
                 self._move(w, BREAK, w.sector, t)
-        self._push(until, _BREAK_END, k)
+        self._push(until, BREAK_END, k)
         self._dispatch_all(t)
 
     def _send(self, w: Worker, sector: int, delay: float, t: float) -> None:
@@ -578,7 +630,7 @@ class OperationModel(mesa.Model):
             return
         self._move(w, TRANSFER, sector, t)
         w.ready = t + delay
-        self._push(w.ready, _TRANSFER_DONE, w, w.token)
+        self._push(w.ready, TRANSFER_DONE, w, w.token)
 
     def _set_lent(self, s: int, target: int, n: int) -> None:
         """Make ``n`` of sector ``s``'s on-shift workers be at ``target`` (sending or recalling)."""
@@ -715,7 +767,7 @@ class OperationModel(mesa.Model):
         return keys
 
     def _maybe_record(self) -> None:
-        if self.minute + 1e-9 < self._record_due:
+        if self.record_every_minutes is None or self.minute + 1e-9 < self._record_due:
             return
         k = self.kpis()
         row: dict[str, float] = {
@@ -782,64 +834,8 @@ class OperationModel(mesa.Model):
     # ------------------------------------------------------------------ live state
 
     def snapshot(self) -> OperationSnapshot:
-        """The live state now, in the schema live systems send (see :mod:`twin.snapshot`)."""
-        classes = self.scenario.class_names
-        now = self.minute
-        queue = [{c: [0] * N_BUCKETS for c in classes} for _ in self.sector_names]
-        serving = [{c: [0] * N_BUCKETS for c in classes} for _ in self.sector_names]
-        for s, q in enumerate(self.queues):
-            for item in q.items():
-                queue[s][classes[item.cls]][due_bucket(item.due - now)] += 1
-        groups: dict[tuple, int] = {}
-        names = self.sector_names
-        shifts = self.scenario.workforce.shifts
-        for w in self.agents:
-            if w.item is not None:
-                serving[w.sector][classes[w.item.cls]][due_bucket(w.item.due - now)] += 1
-            overtime = w.overtime_used + (now - w.since if w.state is OVERTIME else 0.0)
-            key = (
-                names[w.home] if w.home < self.pool_index else None,
-                names[w.sector] if w.sector < self.pool_index else None,
-                shifts[w.shift].name if w.shift >= 0 else None,
-                w.flex,
-                w.state.name.lower(),
-                overtime,
-                w.ready if w.state is TRANSFER else None,
-            )
-            groups[key] = groups.get(key, 0) + 1
-        workers = [
-            WorkerGroup(
-                home=h,
-                sector=sec,
-                shift=sh,
-                flex=fx,
-                state=st,
-                count=n,
-                overtime_minutes=ot,
-                ready_minute=ready,
-            )
-            for (h, sec, sh, fx, st, ot, ready), n in groups.items()
-        ]
-        sectors = [
-            SectorState(
-                name=name,
-                queue=queue[s],
-                in_service=serving[s],
-                stations_down=self.down[s] + self.outage[s],
-                outage_stations=self.outage[s],
-                arrival_rate_per_hour=self.arrival_rate[s],
-                completion_rate_per_hour=self.completion_rate[s],
-                action=self.actions[name],
-            )
-            for s, name in enumerate(names)
-        ]
-        return OperationSnapshot(
-            scenario=self.scenario.name,
-            scenario_digest=self.scenario.digest,
-            minute=now,
-            sectors=sectors,
-            workers=workers,
-        )
+        """The live state now, in the schema live systems send (see :func:`twin.live.snapshot`)."""
+        return live.snapshot(self)
 
     @classmethod
     def from_snapshot(
@@ -848,166 +844,19 @@ class OperationModel(mesa.Model):
         snapshot: OperationSnapshot,
         rng: np.random.Generator | int | None = None,
         *,
-        record_every_minutes: int = 15,
+        record_every_minutes: int | None = 15,
+        checked: bool = False,
     ) -> OperationModel:
-        """A twin that starts from a live state.
-
-        Items are rebuilt from their due buckets (due at the bucket's representative
-        time; overdue ones already late); busy workers restart their item's service;
-        rostered workers the snapshot leaves out are added off shift, as is the rest
-        of the flex pool. KPIs of the rebuilt twin count from the snapshot's minute.
+        """A twin that starts from a live state (see :func:`twin.live.from_snapshot`).
 
         Raises:
-            SnapshotError: the snapshot names unknown sectors, classes or shifts, or its
-                counts contradict each other.
+            SnapshotError: (unless ``checked``) the snapshot does not fit the scenario.
         """
-        check_snapshot(scenario, snapshot)
-        m = cls(
+        return live.from_snapshot(
+            cls,
             scenario,
+            snapshot,
             rng,
             record_every_minutes=record_every_minutes,
-            start_minute=snapshot.minute,
-            _fresh=False,
+            checked=checked,
         )
-        now = snapshot.minute
-        si, ki = m.sector_index, m.shift_index
-        states = {st.name.lower(): st for st in WorkerState}
-        working: list[list[Worker]] = [[] for _ in m.sector_names]
-        for g in snapshot.workers:
-            for _ in range(g.count):
-                if g.flex:
-                    w = m._new_worker(m.pool_index, -1, flex=True)
-                    w.home = si[g.home] if g.home is not None else m.pool_index
-                else:
-                    w = m._new_worker(si[g.home], ki[g.shift])  # type: ignore[index]
-                state = states[g.state]
-                sector = si[g.sector] if g.sector is not None else m.pool_index
-                m._move(w, state, sector, now)
-                w.overtime_used = g.overtime_minutes
-                if state is TRANSFER:
-                    # a transfer a live system reports as due already ends now: an event
-                    # in the past would book negative minutes to the transfer account
-                    w.ready = max(now, g.ready_minute if g.ready_minute is not None else now)
-                    m._push(w.ready, _TRANSFER_DONE, w, w.token)
-                elif state is OVERTIME:
-                    limit = scenario.workforce.max_overtime_minutes
-                    m._push(now + max(0.0, limit - w.overtime_used), _OT_LIMIT, w, w.token)
-                if state in (BUSY, OVERTIME):
-                    working[sector].append(w)
-        wf = scenario.workforce
-        for sector, per_shift in wf.headcount.items():
-            for shift, n in per_shift.items():
-                have = sum(1 for w in m.shift_workers[ki[shift]] if w.home == si[sector])
-                for _ in range(n - have):
-                    m._new_worker(si[sector], ki[shift])
-        for _ in range(wf.flex.max_workers - len(m.flex_workers)):
-            m._new_worker(m.pool_index, -1, flex=True)
-
-        for st in snapshot.sectors:
-            s = si[st.name]
-            m.arrival_rate[s] = st.arrival_rate_per_hour
-            m.completion_rate[s] = st.completion_rate_per_hour
-            m.actions[st.name] = st.action
-            m._priority[s] = st.action.priority
-            m._overtime_ok[s] = st.action.overtime
-            m.outage[s] = st.outage_stations
-            for c, counts in st.queue.items():
-                for b, n in enumerate(counts):
-                    for _ in range(n):
-                        m.queues[s].push(m._rebuilt_item(m.class_index[c], s, b))
-            busy = iter(working[s])
-            for c, counts in st.in_service.items():
-                for b, n in enumerate(counts):
-                    for _ in range(n):
-                        item = m._rebuilt_item(m.class_index[c], s, b)
-                        item.state = ItemState.IN_SERVICE
-                        w = next(busy)
-                        w.item = item
-                        duration = m._service[s].next() / m._efficiency(w, s)
-                        m._push(now + duration, _COMPLETE, w, w.token)
-        m._schedule_calendar(now, fresh=False)
-        m._schedule_failures(
-            now, down=[st.stations_down - st.outage_stations for st in snapshot.sectors]
-        )
-        m._needs_dispatch = True
-        m._maybe_record()
-        return m
-
-    def _rebuilt_item(self, cls: int, s: int, bucket: int) -> Item:
-        now = self.minute
-        item = Item(self._next_item_id, cls, now, now + DUE_BUCKET_REPRESENTATIVE[bucket], s)
-        self._next_item_id += 1
-        self._initial_items += 1
-        if bucket == 0:
-            item.late = True
-        else:
-            self._push(item.due, _DUE, item)
-        return item
-
-
-def check_snapshot(scenario: Scenario, snap: OperationSnapshot) -> None:
-    """Raise :class:`SnapshotError` naming the first field that does not fit ``scenario``.
-
-    The pydantic schema checks a snapshot on its own (types, signs, bucket counts, no
-    NaN); this checks it against the scenario a twin would run: known sectors, item
-    classes and shifts, and counts that agree with each other. ``from_snapshot`` calls
-    it; the policy server calls it too, to refuse a request before any rollout.
-    """
-
-    def fail(where: str, problem: str) -> None:
-        raise SnapshotError(f"snapshot {where}: {problem}")
-
-    sectors = set(scenario.sector_names)
-    classes = set(scenario.class_names)
-    shifts = {s.name for s in scenario.workforce.shifts}
-    if snap.scenario != scenario.name:
-        fail("scenario", f"is {snap.scenario!r} but the twin runs {scenario.name!r}")
-    names = [s.name for s in snap.sectors]
-    if sorted(names) != sorted(sectors):
-        fail("sectors", f"must list each of {sorted(sectors)} once, got {names}")
-    working = dict.fromkeys(sectors, 0)
-    flex = 0
-    for i, g in enumerate(snap.workers):
-        where = f"workers[{i}]"
-        for field, value in (("home", g.home), ("sector", g.sector)):
-            if value is not None and value not in sectors:
-                fail(f"{where}.{field}", f"unknown sector {value!r}")
-        if g.flex:
-            flex += g.count
-        else:
-            if g.home is None or g.sector is None:
-                fail(where, "regular workers need a home and a sector")
-            if g.shift not in shifts:
-                fail(f"{where}.shift", f"unknown shift {g.shift!r} (shifts: {sorted(shifts)})")
-        if g.state in ("busy", "overtime"):
-            if g.sector is None:
-                fail(where, f"{g.state} workers need a sector")
-            working[g.sector] += g.count  # type: ignore[index]
-        if g.state != "off_shift" and g.flex and g.sector is None:
-            fail(where, f"flex workers in state {g.state!r} need a sector")
-    if flex > scenario.workforce.flex.max_workers:
-        fail(
-            "workers",
-            f"{flex} flex workers, but the pool holds {scenario.workforce.flex.max_workers}",
-        )
-    for st in snap.sectors:
-        for field, table in (("queue", st.queue), ("in_service", st.in_service)):
-            for c in table:
-                if c not in classes:
-                    fail(f"sectors.{st.name}.{field}", f"unknown item class {c!r}")
-        if st.serving != working[st.name]:
-            fail(
-                f"sectors.{st.name}.in_service",
-                f"{st.serving} items in service but {working[st.name]} workers busy there",
-            )
-        if st.outage_stations > st.stations_down:
-            fail(f"sectors.{st.name}.outage_stations", "exceeds stations_down")
-        stations = scenario.sectors[scenario.sector_names.index(st.name)].stations
-        if st.stations_down > (stations or 0):
-            fail(
-                f"sectors.{st.name}.stations_down",
-                f"{st.stations_down} stations down, but the sector has {stations or 'no'} stations",
-            )
-        if st.action.lend_to is not None and st.action.lend_to not in sectors:
-            fail(f"sectors.{st.name}.action.lend_to", f"unknown sector {st.action.lend_to!r}")
-

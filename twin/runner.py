@@ -1,4 +1,7 @@
-"""Run a twin under a controller: the loop every command, env and comparison shares."""
+"""Run a twin under a controller: the entry points commands and comparisons call.
+
+The loop itself, and its decision grid, is :func:`twin.rollout.run_for`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import numpy as np
 from twin.actions import Controller
 from twin.eventlog import EventLog
 from twin.model import OperationModel
+from twin.rollout import run_for
 from twin.scenario import Scenario
 
 
@@ -19,17 +23,9 @@ def run(
     on_tick: Callable[[OperationModel], None] | None = None,
 ) -> OperationModel:
     """Step ``model`` for ``minutes`` (default: to the horizon), asking ``controller``
-    for actions at every decision interval (counted from minute 0)."""
-    interval = model.scenario.decision_interval_minutes
-    stop = model.scenario.horizon_minutes if minutes is None else model.minute + minutes
-    stop = min(stop, model.scenario.horizon_minutes)
-    while model.minute < stop - 1e-9:
-        if controller is not None and model.minute % interval < 1e-9:
-            model.apply(controller.decide(model.snapshot()))
-        model.step()
-        if on_tick is not None:
-            on_tick(model)
-    return model
+    for actions on the scenario's decision grid (counted from minute 0; at the start
+    only if it is a grid point): :func:`twin.rollout.run_for`."""
+    return run_for(model, minutes, controller, on_tick=on_tick)
 
 
 def simulate(

@@ -1,8 +1,9 @@
 """The live-state schema: what a live system sends and what a what-if rollout starts from.
 
 One schema serves the twin (``OperationModel.snapshot()`` /
-``OperationModel.from_snapshot()``) and the policy server's request body, so
-there is no second idea of "the state of the operation".
+``OperationModel.from_snapshot()``, implemented in :mod:`twin.live` with the
+check against a scenario) and the policy server's request body, so there is no
+second idea of "the state of the operation".
 
 Work is summarised, not listed: per sector and item class, counts of items by
 *due bucket* (minutes until due, relative to the snapshot's clock). Workers are

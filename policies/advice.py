@@ -1,0 +1,328 @@
+"""Advice: what each sector should do now, why, and what it is predicted to save.
+
+One function, :func:`advise`, answers "what would this policy do at this state" for
+every caller: the policy server's ``POST /v1/recommend`` and the planner dashboard.
+Its steps are the domain's, in order:
+
+1. **decide** — a policy bundle's greedy action per sector, with its probabilities,
+   its confidence and (``explain``) the features that drove it
+   (:func:`policies.explain.decide_and_explain`); any other
+   :class:`~twin.actions.Controller` gives its action only;
+2. **impact** — twin rollouts with and without the recommendation
+   (:func:`policies.impact.estimate_impact`, common random numbers), unless off;
+3. **kinds** — what each action changes against the action in force
+   (:func:`policies.messages.kinds`);
+4. **words** — the plain-language message (:func:`policies.messages.message`).
+
+:class:`AdviceOptions` holds the defaults (samples, horizon, seed, ...) and the
+limits a caller may ask for; :class:`Advice` is the typed result, which the server
+shapes into its JSON response (:mod:`policies.schemas`). Nothing here knows HTTP:
+request validation, metrics and the decision log stay in :mod:`policies.server`.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from policies.explain import Driver, decide_and_explain, reference_day
+from policies.impact import Impact, estimate_impact
+from policies.messages import kinds, message
+from policies.runtime import BundlePolicy
+from twin.actions import Controller, SectorAction
+from twin.features import featurizer
+from twin.scenario import Scenario
+from twin.snapshot import OperationSnapshot
+from twin.spaces import ACTION_FIELDS, PRIORITIES
+
+#: Defaults of a recommendation's predicted impact (the server's, unless configured).
+IMPACT_SAMPLES = 8  # rollouts per arm
+IMPACT_HORIZON_MINUTES = 90
+#: Limits on what one request may ask for (CPU per request).
+MAX_SAMPLES = 32
+MAX_HORIZON_MINUTES = 480
+#: Drivers reported per sector.
+TOP_DRIVERS = 3
+
+ImpactScope = Literal["per_sector", "total"]
+
+
+class OptionError(ValueError):
+    """A requested option beyond its limit; ``option`` names it (e.g. ``samples``)."""
+
+    def __init__(self, option: str, limit: int) -> None:
+        super().__init__(f"{option} must be <= {limit}")
+        self.option = option
+        self.limit = limit
+
+
+class AdviceError(ValueError):
+    """A state that cannot be advised on (e.g. values that give non-finite features)."""
+
+
+class AdviceOptions(BaseModel):
+    """How to advise: decisions, drivers and the predicted impact's rollouts.
+
+    The defaults are the server's; :class:`policies.server.Settings` may configure
+    others, and a request overrides them within ``max_samples`` and
+    ``max_horizon_minutes`` (:meth:`requested`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    impact: bool = Field(True, description="estimate the predicted impact with twin rollouts")
+    samples: int = Field(IMPACT_SAMPLES, ge=2, description="rollouts per arm")
+    horizon_minutes: int = Field(IMPACT_HORIZON_MINUTES, ge=1, description="rollout horizon")
+    impact_scope: ImpactScope = Field(
+        "per_sector", description="per_sector: each change alone and all together; total: together"
+    )
+    seed: int = Field(0, ge=0, description="first rollout seed (same state, same answer)")
+    explain: bool = Field(True, description="compute each decision's drivers (bundles only)")
+    top_drivers: int = Field(TOP_DRIVERS, ge=0, description="drivers per sector")
+    max_samples: int = Field(MAX_SAMPLES, ge=2, description="largest samples one may ask for")
+    max_horizon_minutes: int = Field(
+        MAX_HORIZON_MINUTES, ge=1, description="longest rollout one may ask for"
+    )
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> AdviceOptions:
+        if self.samples > self.max_samples:
+            raise ValueError("samples exceeds max_samples")
+        if self.horizon_minutes > self.max_horizon_minutes:
+            raise ValueError("horizon_minutes exceeds max_horizon_minutes")
+        return self
+
+    def requested(
+        self,
+        *,
+        impact: bool | None = None,
+        samples: int | None = None,
+        horizon_minutes: int | None = None,
+        impact_scope: ImpactScope | None = None,
+        seed: int | None = None,
+        explain: bool | None = None,
+    ) -> AdviceOptions:
+        """These options with a caller's choices (``None``: keep the default).
+
+        Raises:
+            OptionError: ``samples`` or ``horizon_minutes`` beyond its limit.
+        """
+        if samples is not None and samples > self.max_samples:
+            raise OptionError("samples", self.max_samples)
+        if horizon_minutes is not None and horizon_minutes > self.max_horizon_minutes:
+            raise OptionError("horizon_minutes", self.max_horizon_minutes)
+        given = {
+            "impact": impact,
+            "samples": samples,
+            "horizon_minutes": horizon_minutes,
+            "impact_scope": impact_scope,
+            "seed": seed,
+            "explain": explain,
+        }
+        update = {k: v for k, v in given.items() if v is not None}
+        return self.model_copy(update=update) if update else self
+
+
+DEFAULT_OPTIONS = AdviceOptions()
+
+
+@dataclass(frozen=True)
+class SectorAdvice:
+    """What one sector should do now.
+
+    ``confidence``, ``probabilities`` and ``drivers`` come from a policy bundle's
+    action distribution; an advisor that is not a bundle has none (``None``, ``()``).
+    ``impact`` is this sector's action alone (``None`` without impact, or with
+    ``impact_scope`` ``total``).
+    """
+
+    sector: str
+    action: SectorAction
+    in_force: SectorAction
+    kinds: tuple[str, ...]
+    message: str
+    confidence: float | None  # probability of the chosen action (product over fields)
+    probabilities: dict[str, dict[str, float]] | None  # field -> value label -> probability
+    drivers: tuple[Driver, ...]
+    impact: Impact | None
+
+    @property
+    def changes(self) -> bool:
+        """The action changes something against the action in force."""
+        return self.kinds != ("no_change",)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Every sector's advice at one state, and the impact of all changes together."""
+
+    scenario: str
+    minute: float
+    sectors: tuple[SectorAdvice, ...]  # in the policy's (the scenario's) sector order
+    total_impact: Impact | None  # None: no impact estimated, or nothing changes
+    options: AdviceOptions
+    estimated_impact: bool  # rollouts ran (options.impact)
+    rollout_seconds: float  # wall time spent in rollouts (0 without)
+
+    @property
+    def impact_seed(self) -> int | None:
+        return self.options.seed if self.estimated_impact else None
+
+    @property
+    def impact_scope(self) -> ImpactScope | None:
+        return self.options.impact_scope if self.estimated_impact else None
+
+    def sector(self, name: str) -> SectorAdvice:
+        """The advice for sector ``name``."""
+        for s in self.sectors:
+            if s.sector == name:
+                return s
+        raise KeyError(name)
+
+
+def action_labels(policy: BundlePolicy) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Per sector, the label of each value of each action field (for ``probabilities``)."""
+    labels = _LABELS.get(policy)
+    if labels is None:
+        labels = _LABELS[policy] = {
+            sector: (
+                ("none", *codec.targets),
+                tuple(str(i) for i in range(codec.max_lend + 1)),
+                tuple(str(i) for i in range(codec.max_flex + 1)),
+                ("no", "yes"),
+                tuple(PRIORITIES),
+            )
+            for sector, codec in policy.codecs.items()
+        }
+    return labels
+
+
+_LABELS: weakref.WeakKeyDictionary[BundlePolicy, dict[str, tuple[tuple[str, ...], ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _probabilities(
+    labels: tuple[tuple[str, ...], ...], probs: list[np.ndarray]
+) -> dict[str, dict[str, float]]:
+    return {
+        field: dict(zip(names, p.tolist(), strict=True))
+        for field, names, p in zip(ACTION_FIELDS, labels, probs, strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class _Decided:
+    action: SectorAction
+    confidence: float | None = None
+    probabilities: dict[str, dict[str, float]] | None = None
+    drivers: tuple[Driver, ...] = ()
+
+
+def _decide(
+    policy: Controller, scenario: Scenario, snapshot: OperationSnapshot, options: AdviceOptions
+) -> dict[str, _Decided]:
+    if isinstance(policy, BundlePolicy):
+        feats = featurizer(scenario).matrix(snapshot)
+        if not np.isfinite(feats).all():
+            raise AdviceError("the snapshot's values give non-finite features")
+        reference = reference_day(scenario).features if options.explain else None
+        explained = decide_and_explain(policy, feats, reference, top=options.top_drivers)
+        labels = action_labels(policy)
+        return {
+            sector: _Decided(
+                action=d.action,
+                confidence=d.confidence,
+                probabilities=_probabilities(labels[sector], d.probabilities),
+                drivers=tuple(d.drivers),
+            )
+            for sector, d in explained.items()
+        }
+    decided = dict(policy.decide(snapshot))
+    in_force = {st.name: st.action for st in snapshot.sectors}
+    return {s: _Decided(action=decided.get(s, in_force[s])) for s in scenario.sector_names}
+
+
+def advise(
+    policy: Controller,
+    snapshot: OperationSnapshot,
+    options: AdviceOptions = DEFAULT_OPTIONS,
+    *,
+    scenario: Scenario | None = None,
+    rollout_gate: Callable[[], AbstractContextManager[object]] | None = None,
+    checked: bool = False,
+) -> Advice:
+    """What ``policy`` would do in every sector at ``snapshot``: decide, impact, kinds, words.
+
+    Args:
+        policy: a :class:`~policies.runtime.BundlePolicy` (decisions with probabilities,
+            confidence and drivers) or any other controller (its actions only; sectors
+            it leaves out keep the action in force).
+        snapshot: the live state; it must fit the scenario (the server checks it first).
+        options: samples, horizon, seed, scope of the impact; whether to explain.
+        scenario: the scenario the state belongs to (default: the bundle's own;
+            required for a controller that is not a bundle).
+        rollout_gate: called for a context held while the rollouts run (e.g. a limit
+            on concurrent rollouts); none by default.
+        checked: the caller has checked ``snapshot`` against the scenario already (the
+            server does, once, at its border), so the rollouts do not check it again.
+
+    Raises:
+        AdviceError: the snapshot's values give non-finite features.
+        twin.model.SnapshotError: the snapshot does not fit the scenario (rollouts).
+        ValueError: no scenario for a controller that is not a bundle.
+    """
+    if scenario is None:
+        scenario = getattr(policy, "scenario", None)
+        if not isinstance(scenario, Scenario):
+            raise ValueError("advise: pass the scenario of a controller that is not a bundle")
+    decided = _decide(policy, scenario, snapshot, options)
+    report = None
+    seconds = 0.0
+    if options.impact:
+        with rollout_gate() if rollout_gate is not None else nullcontext():
+            t0 = time.perf_counter()
+            report = estimate_impact(
+                scenario,
+                snapshot,
+                {sector: d.action for sector, d in decided.items()},
+                horizon_minutes=options.horizon_minutes,
+                samples=options.samples,
+                seed=options.seed,
+                per_sector=options.impact_scope == "per_sector",
+                checked=checked,
+            )
+            seconds = time.perf_counter() - t0
+    sectors = []
+    for sector, d in decided.items():
+        in_force = snapshot.sector(sector).action
+        impact = report.per_sector.get(sector) if report is not None else None
+        sectors.append(
+            SectorAdvice(
+                sector=sector,
+                action=d.action,
+                in_force=in_force,
+                kinds=tuple(kinds(d.action, in_force)),
+                message=message(scenario, snapshot, sector, d.action, in_force, impact),
+                confidence=d.confidence,
+                probabilities=d.probabilities,
+                drivers=d.drivers,
+                impact=impact,
+            )
+        )
+    return Advice(
+        scenario=snapshot.scenario,
+        minute=snapshot.minute,
+        sectors=tuple(sectors),
+        total_impact=report.total if report is not None else None,
+        options=options,
+        estimated_impact=report is not None,
+        rollout_seconds=seconds,
+    )
