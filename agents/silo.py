@@ -1,7 +1,7 @@
 """``silo``: sector-local floor managers, each seeing only its own queue.
 
 The contrast to :mod:`agents.threshold` for the "silo vs synchronized" experiment
-(:mod:`experiments.silo`). Each sector's manager uses the same thresholds as the
+(:mod:`experiments.comparison.silo`). Each sector's manager uses the same thresholds as the
 coordinated manager but only its own sector's queue and staff:
 
 - it calls flex staff and authorises overtime *for itself* when its own due-soon work

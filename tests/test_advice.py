@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from experiments.dashboard_session import NO_COMPARE, STEP_MINUTES, PlannerTwin
+from experiments.dashboard.session import NO_COMPARE, STEP_MINUTES, PlannerTwin
 from policies.advice import (
     IMPACT_HORIZON_MINUTES,
     IMPACT_SAMPLES,

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import calibrate as C
-from experiments import calibration_data as D
-from experiments.calibration_report import write_report
-from experiments.calibration_validation import holdout_split, validate
+from experiments.calibration import data as D
+from experiments.calibration import fit as C
+from experiments.calibration.validation import holdout_split, validate
+from experiments.reporting.calibration import write_report
 from twin.eventlog import EventLog
 from twin.runner import simulate
 from twin.scenario import Due, Scenario, load_scenario, scenario_from_dict

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments.compare import run_compare, summarize, write_comparison
-from experiments.silo import downstream_of
+from experiments.comparison.compare import run_compare, summarize, write_comparison
+from experiments.comparison.silo import downstream_of
 from twin.kpis import KPI_NAMES
 from twin.scenario import load_scenario
 from twin.stats import t_interval

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from agents import make_controller
-from experiments.dashboard_session import NO_COMPARE, STEP_MINUTES, PlannerTwin, clock, staffing
-from experiments.dashboard_whatif import WhatIf, what_if_scenario
+from experiments.dashboard.session import NO_COMPARE, STEP_MINUTES, PlannerTwin, clock, staffing
+from experiments.dashboard.whatif import WhatIf, what_if_scenario
 from policies.advice import AdviceOptions, advise
 from policies.messages import message
 from twin.model import OperationModel
@@ -134,7 +134,7 @@ def test_staffing_accounts_for_every_worker_on_shift() -> None:
 
 @pytest.mark.filterwarnings("ignore:.*found despite early return:UserWarning")  # Mesa's own
 def test_the_page_offers_every_sector_and_builds_its_model() -> None:
-    from experiments.dashboard import initial_kwargs, model_params
+    from experiments.dashboard.app import initial_kwargs, model_params
 
     sc = load_scenario("claims")
     params = model_params("claims", sc)

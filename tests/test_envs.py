@@ -398,7 +398,7 @@ def test_import_direction() -> None:
 
 
 def test_bench_envs_smoke() -> None:
-    from experiments.bench_envs import bench_envs
+    from experiments.bench.envs import bench_envs
 
     result = bench_envs("default", steps=10, seed=0)
     names = [row["env"] for row in result["envs"]]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from policies.bundle import Manifest, ScenarioRef, file_entries, write_manifest
-from twin.env import EnvConfig
+from twin.env_core import EnvConfig
 from twin.features import FEATURE_HIGH, FEATURE_LOW, FEATURE_NAMES
 from twin.scenario import Scenario, load_scenario
 from twin.spaces import codecs

@@ -29,7 +29,7 @@ from typing import Any
 
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from twin.env import EnvConfig
+from twin.env_core import EnvConfig
 from twin.multi_agent import OperationParallelEnv
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from agents import make_controller
-from twin.env import EnvCore
+from twin.env_core import EnvCore
 from twin.scenario import Scenario
 
 

@@ -3,10 +3,11 @@
 The wrappers hold an :class:`~twin.model.OperationModel` (composition: the model
 knows nothing of Gymnasium). Each ``step`` is one decision interval: the actions
 are put in force with ``model.apply`` and the model advances
-``decision_interval_minutes`` of simulated time. Observations come from
-:mod:`twin.features`, actions are decoded by :mod:`twin.spaces`, rewards come
+``decision_interval_minutes`` of simulated time (:func:`twin.rollout.run_for`).
+Observations come from :mod:`twin.features`, actions are decoded by :mod:`twin.spaces`, rewards come
 from :mod:`twin.rewards`; the PettingZoo env (:mod:`twin.multi_agent`) and the
-RLlib adapter (``training.rllib_env``) share the same :class:`EnvCore`.
+RLlib adapter (``training.rllib_env``) share the same :class:`EnvCore`, which lives
+in the Gymnasium-free :mod:`twin.env_core` (re-exported here with :class:`EnvConfig`).
 
 Importing this module registers ``synctwin/Operation-v0`` and ``synctwin/Sector-v0``
 with Gymnasium::
@@ -19,173 +20,19 @@ with Gymnasium::
 
 from __future__ import annotations
 
-import math
 import pickle
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import cloudpickle
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from pydantic import BaseModel, ConfigDict, Field
 
 from twin.actions import Controller, SectorAction
-from twin.features import FEATURE_HIGH, FEATURE_LOW, N_FEATURES, Featurizer
-from twin.model import OperationModel
-from twin.rewards import DEFAULT_TEAM_WEIGHT, CostReward
-from twin.scenario import MINUTES_PER_DAY, Scenario, load_scenario
-from twin.snapshot import OperationSnapshot
-from twin.spaces import DEFAULT_MAX_FLEX, DEFAULT_MAX_LEND, ActionCodec, codecs
-
-ScenarioArg = str | Path | Scenario
-
-
-def resolve_scenario(scenario: ScenarioArg) -> Scenario:
-    """A :class:`Scenario` from a built-in name, a YAML path, or a scenario object."""
-    return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-
-
-class EnvConfig(BaseModel):
-    """The envs' arguments as one validated object (RLlib's ``env_config`` becomes one).
-
-    Attributes:
-        scenario: built-in scenario name, YAML path, or a :class:`Scenario`.
-        team_weight: sector rewards' share of the whole operation's cost (0 = silos,
-            1 = fully shared); see :mod:`twin.rewards`.
-        max_lend: largest lend count in the action space.
-        max_flex: largest flex count in the action space (capped at the flex pool).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    scenario: str | Path | Scenario = "default"
-    team_weight: float = Field(DEFAULT_TEAM_WEIGHT, ge=0.0, le=1.0)
-    max_lend: int = Field(DEFAULT_MAX_LEND, ge=0)
-    max_flex: int = Field(DEFAULT_MAX_FLEX, ge=0)
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any] | None) -> EnvConfig:
-        """Validate a plain mapping (e.g. RLlib's ``EnvContext``); unknown keys fail."""
-        return cls.model_validate(dict(config or {}))
-
-
-class EnvCore:
-    """The twin driven one decision interval at a time: what every env wrapper shares.
-
-    Args:
-        scenario: the scenario.
-        team_weight: see :class:`twin.rewards.CostReward`.
-        max_lend: see :class:`twin.spaces.ActionCodec`.
-        max_flex: see :class:`twin.spaces.ActionCodec`.
-    """
-
-    def __init__(
-        self,
-        scenario: Scenario,
-        *,
-        team_weight: float = DEFAULT_TEAM_WEIGHT,
-        max_lend: int = DEFAULT_MAX_LEND,
-        max_flex: int = DEFAULT_MAX_FLEX,
-    ) -> None:
-        self.scenario = scenario
-        self.sectors: tuple[str, ...] = scenario.sector_names
-        self.codecs: dict[str, ActionCodec] = codecs(scenario, max_lend, max_flex)
-        self.featurizer = Featurizer(scenario)
-        self.reward = CostReward(scenario, team_weight)
-        self.interval_minutes = scenario.decision_interval_minutes
-        #: decision steps in an episode started at minute 0
-        self.episode_steps = math.ceil(scenario.horizon_minutes / self.interval_minutes)
-        self.model: OperationModel | None = None
-        self.snapshot: OperationSnapshot | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.model is None or self.model.done
-
-    @property
-    def live(self) -> OperationSnapshot:
-        """The snapshot behind the latest observation."""
-        if self.snapshot is None:
-            raise RuntimeError("call reset() first")
-        return self.snapshot
-
-    def reset(
-        self,
-        rng: np.random.Generator,
-        snapshot: OperationSnapshot | Mapping[str, Any] | None = None,
-    ) -> np.ndarray:
-        """A fresh twin seeded by ``rng`` (or rebuilt from ``snapshot``); its feature matrix.
-
-        The twin's DataCollector records only at the start and at the horizon (the
-        envs do not need its time series, and recording costs ~15% of a step).
-        """
-        record = self.scenario.horizon_minutes
-        if snapshot is None:
-            self.model = OperationModel(self.scenario, rng, record_every_minutes=record)
-        else:
-            if not isinstance(snapshot, OperationSnapshot):
-                snapshot = OperationSnapshot.model_validate(snapshot)
-            self.model = OperationModel.from_snapshot(
-                self.scenario, snapshot, rng, record_every_minutes=record
-            )
-        self.reward.reset(self.model.kpis())
-        return self._observe()
-
-    def decode(self, sector: str, action: Any) -> SectorAction:
-        """The :class:`SectorAction` a sector's action vector stands for."""
-        return self.codecs[sector].decode(action)
-
-    def step(
-        self, actions: Mapping[str, SectorAction]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]:
-        """Apply ``actions``, run one decision interval.
-
-        Returns:
-            ``(features, cost, rewards, operation_reward, truncated)``: the feature
-            matrix, each sector's cost over the interval (currency), each sector's
-            reward, the whole operation's reward, and whether the horizon was reached.
-        """
-        if self.model is None:
-            raise RuntimeError("call reset() before step()")
-        if self.model.done:
-            raise RuntimeError("the episode is over (horizon reached): call reset()")
-        self.model.apply(actions)
-        self.model.run_minutes(self.interval_minutes)
-        cost, rewards, operation_reward = self.reward.step(self.model.kpis())
-        return self._observe(), cost, rewards, operation_reward, self.model.done
-
-    def _observe(self) -> np.ndarray:
-        assert self.model is not None
-        self.snapshot = self.model.snapshot()
-        return self.featurizer.matrix(self.snapshot)
-
-    def render_text(self) -> str:
-        """A plain-text picture of the operation now (the ``ansi`` render mode)."""
-        if self.model is None or self.snapshot is None:
-            return "(not reset)"
-        snap = self.snapshot
-        day, minute = divmod(int(snap.minute), MINUTES_PER_DAY)
-        total = self.model.kpis().total
-        present = dict.fromkeys(self.sectors, 0)
-        for g in snap.workers:
-            if g.sector in present and g.state in ("idle", "busy", "overtime"):
-                present[g.sector] += g.count
-        lines = [
-            f"day {day} {minute // 60:02d}:{minute % 60:02d}  cost {total.total_cost:,.0f}  "
-            f"SLA misses {total.sla_misses}  overtime {total.overtime_hours:.1f} h",
-            f"{'sector':<14}{'queue':>7}{'serving':>9}{'staff':>7}  action",
-        ]
-        for st in snap.sectors:
-            a = st.action
-            lend = f"lend {a.lend_count}->{a.lend_to}, " if a.lend_to and a.lend_count else ""
-            lines.append(
-                f"{st.name:<14}{st.queued:>7}{st.serving:>9}{present[st.name]:>7}  "
-                f"{lend}flex {a.flex_count}, overtime {'on' if a.overtime else 'off'}, "
-                f"{a.priority}"
-            )
-        return "\n".join(lines)
+from twin.env_core import EnvConfig, EnvCore, ScenarioArg, resolve_scenario
+from twin.features import FEATURE_HIGH, FEATURE_LOW, N_FEATURES
+from twin.rewards import DEFAULT_TEAM_WEIGHT
+from twin.spaces import DEFAULT_MAX_FLEX, DEFAULT_MAX_LEND
 
 
 class PickleByValue:
@@ -484,6 +331,7 @@ __all__ = [
     "EnvCore",
     "OperationEnv",
     "PickleByValue",
+    "ScenarioArg",
     "SectorEnv",
     "register_envs",
     "resolve_scenario",

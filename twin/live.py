@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from twin import accounting, schedule, staffing
 from twin.events import COMPLETE, DUE, OT_LIMIT, TRANSFER_DONE
 from twin.queues import Item, ItemState
 from twin.scenario import Scenario
@@ -279,7 +280,7 @@ def from_snapshot(
                 w = m._new_worker(si[g.home], ki[g.shift])
             state = states[g.state]
             sector = si[g.sector] if g.sector is not None else m.pool_index
-            m._move(w, state, sector, now)
+            staffing.move(m, w, state, sector, now)
             w.overtime_used = g.overtime_minutes
             if state is TRANSFER:
                 # a transfer a live system reports as due already ends now: an event
@@ -322,10 +323,12 @@ def from_snapshot(
                     w.item = item
                     duration = m._service[s].next() / m._efficiency(w, s)
                     m._push(now + duration, COMPLETE, w, w.token)
-    m._schedule_calendar(now, fresh=False)
-    m._schedule_failures(now, down=[st.stations_down - st.outage_stations for st in snap.sectors])
+    schedule.schedule_calendar(m, now, fresh=False)
+    schedule.schedule_failures(
+        m, now, down=[st.stations_down - st.outage_stations for st in snap.sectors]
+    )
     m._needs_dispatch = True
-    m._maybe_record()
+    accounting.maybe_record(m)
     return m
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Mapping
-from functools import partial
 from itertools import count
 from typing import Any, ClassVar
 
@@ -25,7 +24,8 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from twin import live
+from twin import accounting, live, schedule, staffing
+from twin.accounting import InvariantError
 from twin.actions import SectorAction
 from twin.demand import ArrivalStream
 from twin.distributions import DurationStream
@@ -46,33 +46,22 @@ from twin.events import (
     SHIFT_START,
     TRANSFER_DONE,
 )
-from twin.kpis import KpiRecord, Kpis
+from twin.kpis import Kpis
 from twin.live import SnapshotError, check_snapshot
 from twin.queues import Item, ItemState, SectorQueue
-from twin.scenario import EXIT, MINUTES_PER_DAY, Absenteeism, EquipmentBreakdown, Scenario
+from twin.scenario import EXIT, Scenario
 from twin.snapshot import RATE_TIME_CONSTANT_MINUTES, OperationSnapshot
-from twin.workers import N_STATES, PAID_FLEX, PAID_REGULAR, Worker, WorkerState
+from twin.staffing import move
+from twin.workers import N_STATES, Worker, WorkerState
 
-#: ``SnapshotError`` and ``check_snapshot`` live in :mod:`twin.live`; importable from here too
+#: ``SnapshotError`` and ``check_snapshot`` live in :mod:`twin.live`, ``InvariantError`` in
+#: :mod:`twin.accounting`; importable from here too
 __all__ = ["InvariantError", "OperationModel", "SnapshotError", "check_snapshot"]
 
 OFF, ABSENT, IDLE, BUSY, BREAK, TRANSFER, OVERTIME = WorkerState
 
 #: station count of a sector without a station limit (not a recording period)
 UNLIMITED = 1 << 30
-
-
-def _minute(model: OperationModel) -> float:
-    return model.minute
-
-
-def _row_value(model: OperationModel, key: str) -> float:
-    return model._row[key]
-
-
-class InvariantError(AssertionError):
-    """A conservation law of the twin was broken (a bug, never user error)."""
-
 
 #: an event handler: ``handler(model, time, a, b)``
 _Handler = Callable[["OperationModel", float, Any, Any], None]
@@ -178,13 +167,13 @@ class OperationModel(mesa.Model):
                         self._new_worker(self.sector_index[sector], self.shift_index[shift])
             for _ in range(wf.flex.max_workers):
                 self._new_worker(self.pool_index, -1, flex=True)
-            self._schedule_calendar(self.minute, fresh=True)
-            self._schedule_failures(self.minute, down=[0] * n_sectors)
+            schedule.schedule_calendar(self, self.minute, fresh=True)
+            schedule.schedule_failures(self, self.minute, down=[0] * n_sectors)
 
-        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        self.datacollector = mesa.DataCollector(model_reporters=accounting.reporters(self))
         self._record_due = self.minute
         if _fresh:
-            self._maybe_record()
+            accounting.maybe_record(self)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -225,62 +214,6 @@ class OperationModel(mesa.Model):
             self._heap, (time, PRIORITY.get(kind, OTHER_PRIORITY), next(self._seq), kind, a, b)
         )
 
-    def _schedule_calendar(self, t0: float, fresh: bool) -> None:
-        """Push shift starts/ends, breaks and scheduled outages at or after ``t0``.
-
-        A fresh twin starts any shift already under way at ``t0``; a twin rebuilt from a
-        snapshot already has those workers in place, so only their ends and breaks are due.
-        """
-        horizon = self.scenario.horizon_minutes
-        first_day = int(t0 // MINUTES_PER_DAY) - 1
-        for k, shift in enumerate(self.scenario.workforce.shifts):
-            for day in range(first_day, self.scenario.horizon_days + 1):
-                start = day * MINUTES_PER_DAY + shift.start
-                end = start + shift.length_minutes
-                if end <= t0 or start >= horizon + MINUTES_PER_DAY:
-                    continue
-                if start >= t0:
-                    self._push(start, SHIFT_START, k, day)
-                elif fresh:
-                    self._push(t0, SHIFT_START, k, day)
-                self._push(end, SHIFT_END, k)
-                for brk in shift.breaks:
-                    b_start = start + (brk.start - shift.start) % MINUTES_PER_DAY
-                    b_end = b_start + brk.minutes
-                    if b_start >= t0:
-                        self._push(b_start, BREAK_START, k, b_end)
-                    elif b_end > t0 and not fresh:
-                        self._push(b_end, BREAK_END, k)
-        for d in self.scenario.disruptions:
-            if isinstance(d, EquipmentBreakdown):
-                s = self.sector_index[d.sector]
-                end = d.start_minute + d.duration_minutes
-                if d.start_minute >= t0:
-                    self._push(d.start_minute, OUTAGE, s, d.stations)
-                    self._push(end, OUTAGE, s, -d.stations)
-                elif end > t0:
-                    if fresh:
-                        self._push(t0, OUTAGE, s, d.stations)
-                    self._push(end, OUTAGE, s, -d.stations)
-
-    def _schedule_failures(self, t0: float, down: list[int]) -> None:
-        """Start each station's failure clock; ``down[s]`` stations start under repair."""
-        for s, sec in enumerate(self.scenario.sectors):
-            if sec.stations is None:
-                continue
-            n_down = min(down[s], sec.stations)
-            self.down[s] = n_down
-            if sec.breakdowns is None:
-                continue  # reported failures with no repair model stay down
-            for i in range(sec.stations):
-                if i < n_down:
-                    self._push(t0 + self._draw(sec.breakdowns.repair), REPAIR, s)
-                else:
-                    self._push(t0 + self._draw(sec.breakdowns.time_to_failure), FAIL, s)
-
-    def _draw(self, dist) -> float:
-        return float(dist.sample(self._rng_equipment, 1)[0])
-
     # ------------------------------------------------------------------ public API
 
     @property
@@ -309,10 +242,10 @@ class OperationModel(mesa.Model):
                     action = action.model_copy(update={"lend_to": None, "lend_count": 0})
             old = self.sector_index.get(previous.lend_to) if previous.lend_to else None
             if old is not None and old != target:
-                self._set_lent(s, old, 0)
+                staffing.set_lent(self, s, old, 0)
             if target is not None:
-                self._set_lent(s, target, action.lend_count)
-            self._set_flex(s, action.flex_count)
+                staffing.set_lent(self, s, target, action.lend_count)
+            staffing.set_flex(self, s, action.flex_count)
             self.actions[name] = action
             self._priority[s] = action.priority
             self._overtime_ok[s] = action.overtime
@@ -335,7 +268,7 @@ class OperationModel(mesa.Model):
             self._tick_in[s] = 0
             self._tick_out[s] = 0
         self.minute = end
-        self._maybe_record()
+        accounting.maybe_record(self)
 
     def run_minutes(self, minutes: float) -> None:
         """Step until ``minutes`` more have passed (or the horizon is reached)."""
@@ -346,6 +279,17 @@ class OperationModel(mesa.Model):
     def timeseries(self) -> pd.DataFrame:
         """The recorded time series (one row per ``record_every_minutes``)."""
         return self.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+
+    def kpis(self) -> Kpis:
+        """The KPI record so far (see :mod:`twin.kpis`; computed by :mod:`twin.accounting`)."""
+        return accounting.kpis(self)
+
+    def check_invariants(self) -> None:
+        """Raise :class:`InvariantError` if a conservation law is broken.
+
+        See :func:`twin.accounting.check_invariants`.
+        """
+        accounting.check_invariants(self)
 
     # ------------------------------------------------------------------ the event loop
 
@@ -381,8 +325,9 @@ class OperationModel(mesa.Model):
 
     # ------------------------------------------------------------------ event handlers
     # One per event kind, called as ``handler(model, time, a, b)`` with the event's two
-    # payload fields. Worker events carry the worker's token when scheduled: a worker
-    # whose token has moved on since (preempted, sent home) ignores them.
+    # payload fields: the work events here, the worker events in :mod:`twin.staffing`,
+    # the equipment events in :mod:`twin.schedule`. Worker events carry the worker's
+    # token when scheduled: a worker whose token has moved on since ignores them.
 
     def _on_complete(self, t: float, w: Worker, token: int) -> None:
         if w.token == token:
@@ -393,71 +338,19 @@ class OperationModel(mesa.Model):
             item.late = True
             self.misses[item.sector] += 1
 
-    def _on_transfer_done(self, t: float, w: Worker, token: int) -> None:
-        if w.token == token and w.state is TRANSFER:
-            self._move(w, IDLE, w.sector, t)
-            self._dispatch(w.sector, t)
-
-    def _on_overtime_limit(self, t: float, w: Worker, token: int) -> None:
-        if w.token == token and w.state is OVERTIME:
-            s = w.sector
-            self._preempt(w)
-            self._move(w, OFF, w.home, t)
-            self._dispatch(s, t)
-
-    def _on_shift_start(self, t: float, k: int, day: int) -> None:
-        self._shift_start(k, day, t)
-
-    def _on_shift_end(self, t: float, k: int, _: None) -> None:
-        self._shift_end(k, t)
-
-    def _on_break_start(self, t: float, k: int, until: float) -> None:
-        self._break_start(k, until, t)
-
-    def _on_break_end(self, t: float, k: int, _: None) -> None:
-        for w in self.shift_workers[k]:
-            if w.state is BREAK:
-                self._move(w, IDLE, w.sector, t)
-        self._dispatch_all(t)
-
-    def _on_failure(self, t: float, s: int, _: None) -> None:
-        bd = self.scenario.sectors[s].breakdowns
-        assert bd is not None  # failures are scheduled only where breakdowns are modelled
-        if self.down[s] + self.outage[s] >= self._stations[s]:
-            # every station is already out: this one cannot fail on top
-            self._push(t + self._draw(bd.time_to_failure), FAIL, s)
-            return
-        self.down[s] += 1
-        if self.event_log is not None:
-            self.event_log.equipment.append((s, "failure", t))
-        self._push(t + self._draw(bd.repair), REPAIR, s)
-
-    def _on_repair(self, t: float, s: int, _: None) -> None:
-        self.down[s] -= 1
-        if self.event_log is not None:
-            self.event_log.equipment.append((s, "repair", t))
-        bd = self.scenario.sectors[s].breakdowns
-        assert bd is not None
-        self._push(t + self._draw(bd.time_to_failure), FAIL, s)
-        self._dispatch(s, t)
-
-    def _on_outage(self, t: float, s: int, stations: int) -> None:
-        self.outage[s] += stations
-        self._dispatch(s, t)
-
     #: the handler of each event kind, indexed by kind (:mod:`twin.events`)
     _BY_KIND: ClassVar[dict[int, _Handler]] = {
-        SHIFT_END: _on_shift_end,
-        SHIFT_START: _on_shift_start,
-        BREAK_START: _on_break_start,
-        BREAK_END: _on_break_end,
+        SHIFT_END: staffing.on_shift_end,
+        SHIFT_START: staffing.on_shift_start,
+        BREAK_START: staffing.on_break_start,
+        BREAK_END: staffing.on_break_end,
         COMPLETE: _on_complete,
-        TRANSFER_DONE: _on_transfer_done,
-        OT_LIMIT: _on_overtime_limit,
+        TRANSFER_DONE: staffing.on_transfer_done,
+        OT_LIMIT: staffing.on_overtime_limit,
         DUE: _on_due,
-        FAIL: _on_failure,
-        REPAIR: _on_repair,
-        OUTAGE: _on_outage,
+        FAIL: schedule.on_failure,
+        REPAIR: schedule.on_repair,
+        OUTAGE: schedule.on_outage,
     }
     _HANDLERS: ClassVar[tuple[_Handler, ...]] = tuple(map(_BY_KIND.__getitem__, range(N_KINDS)))
 
@@ -503,7 +396,7 @@ class OperationModel(mesa.Model):
     def _start(self, w: Worker, item: Item, t: float, state: WorkerState) -> None:
         s = w.sector
         w.item = item
-        self._move(w, state, s, t)
+        move(self, w, state, s, t)
         if self.event_log is not None:
             self.event_log.items.append((item.id, item.cls, s, "start", t, w.unique_id))
         duration = self._service[s].next() / self._efficiency(w, s)
@@ -536,9 +429,9 @@ class OperationModel(mesa.Model):
                 self._start(w, q.pop(self._priority[s]), t, OVERTIME)
             else:
                 w.token += 1
-                self._move(w, OFF, w.home, t)
+                move(self, w, OFF, w.home, t)
         else:
-            self._move(w, IDLE, s, t)
+            move(self, w, IDLE, s, t)
             self._dispatch(s, t)
 
     def _next_sector(self, cls: int, s: int) -> int:
@@ -553,283 +446,6 @@ class OperationModel(mesa.Model):
             if u < c:
                 return target
         return -1
-
-    def _preempt(self, w: Worker) -> None:
-        """Hand the worker's item back to the head of its queue (work restarts later)."""
-        w.token += 1
-        if w.item is not None:
-            self.queues[w.sector].push(w.item, front=True)
-            w.item = None
-
-    # ------------------------------------------------------------------ workers
-
-    def _move(self, w: Worker, state: WorkerState, sector: int, t: float) -> None:
-        """The one place a worker changes state or sector; keeps every account in step."""
-        d = t - w.since
-        old_s, old_state = w.sector, w.state
-        self.acc_loc[old_s][old_state] += d
-        if w.flex:
-            self.acc_flex[old_s][old_state] += d
-        else:
-            self.acc_home[w.home][old_state] += d
-            if old_state is OVERTIME:
-                w.overtime_used += d
-        self.count[old_s][old_state] -= 1
-        self.count[sector][state] += 1
-        if old_state is IDLE:
-            del self._idle[old_s][w]
-        if state is IDLE:
-            self._idle[sector][w] = None
-        w.state, w.sector, w.since = state, sector, t
-
-    def _shift_start(self, k: int, day: int, t: float) -> None:
-        workers = [w for w in self.shift_workers[k] if w.state is OFF]
-        base = self.scenario.workforce.absence_rate
-        extra = [0.0] * len(self.sector_names)
-        for d in self.scenario.disruptions:
-            if isinstance(d, Absenteeism) and d.day == day:
-                for s, name in enumerate(self.sector_names):
-                    if d.sector in (None, name):
-                        extra[s] += d.rate
-        u = self._rng_absence.random(len(workers)).tolist()
-        for w, x in zip(workers, u, strict=True):
-            w.overtime_used = 0.0
-            absent = x < base + extra[w.home]
-            self._move(w, ABSENT if absent else IDLE, w.home, t)
-            if self.event_log is not None:
-                self.event_log.attendance.append((day, k, w.home, w.unique_id, not absent))
-        self._dispatch_all(t)
-
-    def _shift_end(self, k: int, t: float) -> None:
-        limit = self.scenario.workforce.max_overtime_minutes
-        for w in self.shift_workers[k]:
-            if w.state is OFF:
-                continue
-            if w.state is BUSY and self._overtime_ok[w.sector] and limit > 0:
-                self._move(w, OVERTIME, w.sector, t)
-                self._push(t + limit - w.overtime_used, OT_LIMIT, w, w.token)
-                continue
-            if w.state is not OVERTIME:
-                self._preempt(w)
-                self._move(w, OFF, w.home, t)
-        self._dispatch_all(t)
-
-    def _break_start(self, k: int, until: float, t: float) -> None:
-        for w in self.shift_workers[k]:
-            if w.state is IDLE or w.state is BUSY:
-                self._preempt(w)
-                self._move(w, BREAK, w.sector, t)
-        self._push(until, BREAK_END, k)
-        self._dispatch_all(t)
-
-    def _send(self, w: Worker, sector: int, delay: float, t: float) -> None:
-        """Start moving ``w`` to ``sector``; it becomes idle there after ``delay`` minutes."""
-        self._preempt(w)
-        if delay <= 0:
-            self._move(w, IDLE, sector, t)
-            return
-        self._move(w, TRANSFER, sector, t)
-        w.ready = t + delay
-        self._push(w.ready, TRANSFER_DONE, w, w.token)
-
-    def _set_lent(self, s: int, target: int, n: int) -> None:
-        """Make ``n`` of sector ``s``'s on-shift workers be at ``target`` (sending or recalling)."""
-        t = self.minute
-        delay = self.scenario.workforce.transfer_minutes
-        on_shift = (IDLE, BUSY, BREAK, TRANSFER)
-        mine = [w for k in self.shift_workers for w in k if w.home == s and w.state in on_shift]
-        there = [w for w in mine if w.sector == target]
-        if len(there) < n:
-            at_home = [w for w in mine if w.sector == s and w.state in (IDLE, BUSY)]
-            at_home.sort(key=lambda w: w.state is BUSY)  # idle ones first
-            for w in at_home[: n - len(there)]:
-                self._send(w, target, delay, t)
-                self.transfers[s] += 1
-        elif len(there) > n:
-            there = [w for w in there if w.state is not TRANSFER]
-            there.sort(key=lambda w: w.state is not IDLE)
-            for w in there[: len(there) - n]:
-                self._send(w, s, delay, t)
-                self.transfers[s] += 1
-            self._dispatch(target, t)
-
-    def _set_flex(self, s: int, n: int) -> None:
-        """Call agency workers to, or release them from, sector ``s`` to reach ``n``."""
-        t = self.minute
-        mine = [w for w in self.flex_workers if w.home == s and w.state is not OFF]
-        if len(mine) < n:
-            pool = [w for w in self.flex_workers if w.state is OFF]
-            for w in pool[: n - len(mine)]:
-                w.home = s
-                self._send(w, s, self.scenario.workforce.flex.lead_minutes, t)
-        elif len(mine) > n:
-            order = {TRANSFER: 0, IDLE: 1, BREAK: 2, BUSY: 3}
-            mine.sort(key=lambda w: order.get(w.state, 4))
-            for w in mine[: len(mine) - n]:
-                self._preempt(w)
-                self._move(w, OFF, self.pool_index, t)
-                w.home = self.pool_index
-
-    # ------------------------------------------------------------------ KPIs and records
-
-    def _accounts(self) -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
-        """Worker-minute accounts including the spells still under way."""
-        loc = [row[:] for row in self.acc_loc]
-        home = [row[:] for row in self.acc_home]
-        flex = [row[:] for row in self.acc_flex]
-        for w in self.agents:
-            d = self.minute - w.since
-            loc[w.sector][w.state] += d
-            if w.flex:
-                flex[w.sector][w.state] += d
-            else:
-                home[w.home][w.state] += d
-        return loc, home, flex
-
-    def kpis(self) -> Kpis:
-        """The KPI record so far (see :mod:`twin.kpis` for the definitions)."""
-        costs = self.scenario.costs
-        loc, home, flex = self._accounts()
-        sectors: dict[str, KpiRecord] = {}
-        for s, name in enumerate(self.sector_names):
-            busy = loc[s][BUSY] + loc[s][OVERTIME]
-            present = busy + loc[s][IDLE]
-            ot_h = loc[s][OVERTIME] / 60
-            flex_h = sum(flex[s][k] for k in PAID_FLEX) / 60
-            regular_h = sum(home[s][k] for k in PAID_REGULAR) / 60
-            labor = (
-                regular_h * costs.regular_rate_per_hour
-                + ot_h * costs.overtime_rate_per_hour
-                + flex_h * costs.flex_rate_per_hour
-                + self.transfers[s] * costs.transfer_cost
-            )
-            penalty = self.misses[s] * costs.sla_miss_penalty
-            sectors[name] = KpiRecord(
-                overtime_hours=ot_h,
-                sla_misses=self.misses[s],
-                sla_attainment=max(0.0, 1 - self.misses[s] / max(1, self.processed[s])),
-                items_completed=self.processed[s],
-                backlog_end=self.queues[s].n + self.count[s][BUSY] + self.count[s][OVERTIME],
-                mean_cycle_minutes=self.sector_time_sum[s] / self.processed[s]
-                if self.processed[s]
-                else 0.0,
-                utilization=busy / present if present else 0.0,
-                transfers=self.transfers[s],
-                flex_hours=flex_h,
-                labor_cost=labor,
-                penalty_cost=penalty,
-                total_cost=labor + penalty,
-            )
-        recs = list(sectors.values())
-        misses = sum(r.sla_misses for r in recs)
-        busy = sum(loc[s][BUSY] + loc[s][OVERTIME] for s in range(len(recs)))
-        present = busy + sum(loc[s][IDLE] for s in range(len(recs)))
-        labor = sum(r.labor_cost for r in recs)
-        penalty = sum(r.penalty_cost for r in recs)
-        total = KpiRecord(
-            overtime_hours=sum(r.overtime_hours for r in recs),
-            sla_misses=misses,
-            sla_attainment=self.on_time / (self.on_time + misses) if self.on_time + misses else 1.0,
-            items_completed=self.exited,
-            backlog_end=sum(r.backlog_end for r in recs),
-            mean_cycle_minutes=self.cycle_sum / self.exited if self.exited else 0.0,
-            utilization=busy / present if present else 0.0,
-            transfers=sum(r.transfers for r in recs),
-            flex_hours=sum(r.flex_hours for r in recs),
-            labor_cost=labor,
-            penalty_cost=penalty,
-            total_cost=labor + penalty,
-        )
-        return Kpis(minute=self.minute, total=total, sectors=sectors)
-
-    def _reporters(self) -> dict[str, object]:
-        """DataCollector reporters: each reads one field of the row built in ``_maybe_record``.
-
-        ``partial`` of a module-level function rather than lambdas, so the model pickles.
-        """
-        reporters: dict[str, object] = {"minute": _minute}
-        for key in self._row_keys():
-            reporters[key] = partial(_row_value, key=key)
-        return reporters
-
-    def _row_keys(self) -> list[str]:
-        keys = ["backlog", "items_completed", "sla_misses", "overtime_hours", "total_cost"]
-        for n in self.sector_names:
-            keys += [
-                f"{n}.queue",
-                f"{n}.in_service",
-                f"{n}.staff_present",
-                f"{n}.staff_lent_in",
-                f"{n}.stations_down",
-                f"{n}.sla_misses",
-                f"{n}.overtime_hours",
-            ]
-        return keys
-
-    def _maybe_record(self) -> None:
-        if self.record_every_minutes is None or self.minute + 1e-9 < self._record_due:
-            return
-        k = self.kpis()
-        row: dict[str, float] = {
-            "backlog": k.total.backlog_end,
-            "items_completed": k.total.items_completed,
-            "sla_misses": k.total.sla_misses,
-            "overtime_hours": k.total.overtime_hours,
-            "total_cost": k.total.total_cost,
-        }
-        lent_in = [0] * len(self.sector_names)
-        for w in self.agents:
-            if w.sector != w.home and w.sector < self.pool_index and w.state in (IDLE, BUSY, BREAK):
-                lent_in[w.sector] += 1
-        for s, n in enumerate(self.sector_names):
-            c = self.count[s]
-            row[f"{n}.queue"] = self.queues[s].n
-            row[f"{n}.in_service"] = c[BUSY] + c[OVERTIME]
-            row[f"{n}.staff_present"] = c[IDLE] + c[BUSY] + c[OVERTIME] + c[BREAK]
-            row[f"{n}.staff_lent_in"] = lent_in[s]
-            row[f"{n}.stations_down"] = self.down[s] + self.outage[s]
-            row[f"{n}.sla_misses"] = self.misses[s]
-            row[f"{n}.overtime_hours"] = k.sectors[n].overtime_hours
-        self._row = row
-        self.datacollector.collect(self)
-        self._record_due = self.minute + self.record_every_minutes
-
-    # ------------------------------------------------------------------ checks
-
-    def check_invariants(self) -> None:
-        """Raise :class:`InvariantError` if a conservation law is broken.
-
-        - items arrived = items exited + queued + in service
-        - every worker is in exactly one state, and the state counts match the workers
-        - worker-minutes add up: all accounts together = workers x minutes elapsed
-        """
-        queued = sum(q.n for q in self.queues)
-        in_service = sum(1 for w in self.agents if w.item is not None)
-        working = sum(
-            self.count[s][BUSY] + self.count[s][OVERTIME] for s in range(len(self.queues))
-        )
-        if self.arrived + self._initial_items != self.exited + queued + in_service:
-            raise InvariantError(
-                f"items: arrived {self.arrived} + initial {self._initial_items} != exited "
-                f"{self.exited} + queued {queued} + in service {in_service}"
-            )
-        if in_service != working:
-            raise InvariantError(f"{in_service} items in service but {working} workers working")
-        expected = [[0] * N_STATES for _ in self.count]
-        for w in self.agents:
-            expected[w.sector][w.state] += 1
-            if (w.item is not None) != (w.state in (BUSY, OVERTIME)):
-                raise InvariantError(f"worker {w.unique_id} in {w.state.name} holds item {w.item}")
-        if expected != self.count:
-            raise InvariantError(f"state counts {self.count} != recount {expected}")
-        for s, q in enumerate(self.queues):
-            if len(q.items()) != q.n:
-                raise InvariantError(f"sector {s}: queue length {q.n} != {len(q.items())} items")
-        loc, _, _ = self._accounts()
-        total = sum(map(sum, loc))
-        elapsed = (self.minute - self._created_minute) * len(self.agents)
-        if abs(total - elapsed) > 1e-6 * max(1.0, elapsed):
-            raise InvariantError(f"worker-minutes {total} != workers x elapsed {elapsed}")
 
     # ------------------------------------------------------------------ live state
 

@@ -14,7 +14,8 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from twin.env import EnvCore, PickleByValue, ScenarioArg, resolve_scenario
+from twin.env import PickleByValue
+from twin.env_core import EnvCore, ScenarioArg, resolve_scenario
 from twin.features import FEATURE_HIGH, FEATURE_LOW
 from twin.rewards import DEFAULT_TEAM_WEIGHT
 from twin.spaces import DEFAULT_MAX_FLEX, DEFAULT_MAX_LEND

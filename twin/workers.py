@@ -2,7 +2,7 @@
 
 A worker is in exactly one :class:`WorkerState` at any moment. The model moves
 workers between states (shift start and end, breaks, transfers, service), and
-every move goes through ``OperationModel._move`` so the per-state worker-minute
+every move goes through :func:`twin.staffing.move` so the per-state worker-minute
 accounts always add up.
 """
 

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from experiments.calibrate import (
+from experiments.calibration.data import EventTable
+from experiments.calibration.fit import (
     WEEKDAYS,
     ArrivalFit,
     Calibration,
@@ -40,9 +41,8 @@ from experiments.calibrate import (
     ServiceFit,
     weighted_quantiles,
 )
-from experiments.calibration_data import EventTable
-from experiments.calibration_validation import Validation
-from experiments.report import CSS
+from experiments.calibration.validation import Validation
+from experiments.reporting.comparison import CSS
 
 MAX_REJECTED_SHOWN = 20
 

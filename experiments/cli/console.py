@@ -54,7 +54,7 @@ def _error_line(error: Mapping[str, Any]) -> str:
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from agents import StrategyError
     from agents.threshold import TunedFileError
-    from experiments.compare_store import CompareDirError
+    from experiments.comparison.store import CompareDirError
     from experiments.paths import OutputPathError
     from policies.bundle import BundleError
     from twin.model import SnapshotError
@@ -83,3 +83,20 @@ def user_errors() -> Iterator[None]:
         fail(str(err))
     except ValidationError as err:
         fail("invalid input:\n" + "\n".join(_error_line(e) for e in err.errors()))
+
+
+def warn_untuned(tuning: dict[tuple[str, str], str]) -> None:
+    """Tell the user, on stderr, of every baseline whose thresholds are not tuned for its
+    scenario (an untuned ``threshold`` can be far from its best: an unfair yardstick)."""
+    for (scenario, strategy), label in tuning.items():
+        if label == "untuned":
+            warn(
+                f"{strategy} on {scenario!r} runs with untuned default thresholds (no tuned "
+                f"file for this scenario); tune them with `synctwin tune-baseline --scenario "
+                f"FILE --out TUNED.json` and use {strategy.split(':')[0]}:TUNED.json"
+            )
+        elif label == "stale":
+            warn(
+                f"{strategy} on {scenario!r} uses thresholds tuned for an earlier version of "
+                "the scenario; re-run `synctwin tune-baseline`"
+            )

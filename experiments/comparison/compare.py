@@ -20,7 +20,7 @@ Outputs in ``DIR``:
 - ``timeseries.parquet`` — the 15-minute time series of the representative seed (the
   first one) for every scenario and strategy.
 - ``timing.csv`` — compute cost per decision by scenario and strategy.
-- ``report.html`` — the planner's report (:mod:`experiments.report`).
+- ``report.html`` — the planner's report (:mod:`experiments.reporting.comparison`).
 - ``compare.json`` — what was run: scenarios (with digests), strategies, seeds.
 """
 
@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 from agents import StrategyError, check_strategy, tuning_of
-from experiments.compare_store import RunStore, write_json
-from experiments.strategies import POLICY_PREFIX, controller_for
+from experiments.comparison.store import RunStore, write_json
+from experiments.comparison.strategies import POLICY_PREFIX, controller_for
 from twin.actions import SectorAction
 from twin.kpis import KPI_NAMES
 from twin.runner import simulate
@@ -285,7 +285,7 @@ def run_compare(
         workers: processes (default: all cores; 1 runs in this process).
         progress: called with the number of runs just finished (resumed ones first).
         out: keep every run in this directory as it finishes
-            (:class:`experiments.compare_store.RunStore`).
+            (:class:`experiments.comparison.store.RunStore`).
         resume: with ``out``, run only what a comparison there has not finished.
         overwrite: with ``out``, replace a comparison already there.
 
@@ -367,7 +367,7 @@ def run_compare(
 
 def write_comparison(cmp: Comparison, out: Path, report: bool = True) -> list[Path]:
     """Write the comparison's files into ``out`` (see the module docstring)."""
-    from experiments.report import write_report
+    from experiments.reporting.comparison import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "results.parquet", out / "summary.csv", out / "timeseries.parquet"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from experiments.console import say
+from experiments.cli.console import say
 from experiments.paths import shell_path
 
 SCENARIO = "default"
@@ -33,7 +33,7 @@ SHIPPED_BUNDLE = Path(__file__).resolve().parent.parent / "policies" / "default"
 def _compare(
     strategies: list[str], seeds: int, out: Path, err_console: Console
 ) -> tuple[object, list[Path]]:
-    from experiments.compare import run_compare, write_comparison
+    from experiments.comparison.compare import run_compare, write_comparison
 
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:

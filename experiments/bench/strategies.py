@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from agents import make_controller, strategy_names
-from experiments.compare import TimedController
+from experiments.comparison.compare import TimedController
 from twin.runner import simulate
 from twin.scenario import load_scenario
 

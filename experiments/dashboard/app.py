@@ -1,6 +1,6 @@
 """The planner dashboard: Mesa's SolaraViz page over :class:`PlannerTwin`.
 
-Run it with ``synctwin dashboard`` (which starts ``solara run experiments.dashboard``).
+Run it with ``synctwin dashboard`` (which starts ``solara run experiments.dashboard.app``).
 The page is Mesa's own: SolaraViz's sidebar holds *Reset / Play / Step* and the
 model parameters (Mesa applies changed parameters on *Reset*, which rebuilds the
 model from them); the main area holds the components below, on two tabs:
@@ -35,7 +35,8 @@ from mesa.visualization import Slider, SolaraViz, make_plot_component
 from mesa.visualization.utils import update_counter
 
 from agents import strategy_names
-from experiments.dashboard_session import (
+from experiments.comparison.strategies import POLICY_PREFIX
+from experiments.dashboard.session import (
     ENV_POLICIES,
     ENV_SCENARIO,
     NO_COMPARE,
@@ -44,8 +45,7 @@ from experiments.dashboard_session import (
     clock,
     staffing,
 )
-from experiments.dashboard_whatif import NO_BREAKDOWN, breakdown_sectors
-from experiments.strategies import POLICY_PREFIX
+from experiments.dashboard.whatif import NO_BREAKDOWN, breakdown_sectors
 from twin.scenario import Scenario, ScenarioError, builtin_names, load_scenario
 from twin.snapshot import N_BUCKETS
 

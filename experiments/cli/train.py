@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from experiments.app import app, bench_app, write_bench_json
-from experiments.console import console, err_console, fail, say, user_errors
+from experiments.cli.app import app, bench_app, write_bench_json
+from experiments.cli.console import console, err_console, fail, say, user_errors
 from experiments.paths import (
     check_output_dir,
     check_output_file,
@@ -271,7 +271,7 @@ def bench_train_cmd(
 
     The full grid of the issue is `--runners 0,1,2 --envs 1,4,8`.
     """
-    from experiments.bench_train import bench_train, time_to_beat
+    from experiments.bench.train import bench_train, time_to_beat
 
     grid_runners, grid_envs = _ints(runners, "--runners"), _ints(envs, "--envs")
     with user_errors():

@@ -15,7 +15,7 @@ it would do at strategy A's current state through :func:`policies.advice.advise`
 function behind ``POST /v1/recommend`` (with its default samples and horizon), so the
 dashboard and the server say the same thing about the same state.
 
-Nothing here imports solara: the page lives in :mod:`experiments.dashboard`.
+Nothing here imports solara: the page lives in :mod:`experiments.dashboard.app`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import mesa
 import numpy as np
 
 from agents import StrategyError
-from experiments.dashboard_whatif import NO_BREAKDOWN, WhatIf, what_if_scenario
-from experiments.strategies import POLICY_PREFIX, controller_for
+from experiments.comparison.strategies import POLICY_PREFIX, controller_for
+from experiments.dashboard.whatif import NO_BREAKDOWN, WhatIf, what_if_scenario
 from policies.advice import AdviceOptions, SectorAdvice, advise
 from policies.messages import situation
 from twin.actions import Controller
@@ -38,7 +38,8 @@ from twin.runner import run
 from twin.scenario import MINUTES_PER_DAY, Scenario, ScenarioError, load_scenario
 from twin.snapshot import OperationSnapshot
 
-#: How ``synctwin dashboard`` hands its options to the page it serves (see experiments.dashboard).
+#: How ``synctwin dashboard`` hands its options to the page it serves
+#: (see experiments.dashboard.app).
 ENV_SCENARIO = "SYNCTWIN_DASHBOARD_SCENARIO"
 ENV_POLICIES = "SYNCTWIN_DASHBOARD_POLICIES"
 #: Simulated minutes per dashboard step (one row of the session's DataCollector).

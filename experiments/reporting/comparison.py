@@ -33,7 +33,7 @@ from twin.scenario import Scenario
 from twin.stats import t_interval
 
 if TYPE_CHECKING:
-    from experiments.compare import Comparison
+    from experiments.comparison.compare import Comparison
 
 KPI_PANELS = (
     ("total_cost", "total cost"),

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.compare import Comparison, run_compare, summarize
+from experiments.comparison.compare import Comparison, run_compare, summarize
 from twin.scenario import Scenario
 
 ARMS = ("static", "silo", "threshold")
@@ -200,7 +200,7 @@ def markdown(result: SiloResult) -> str:
 def _plots(result: SiloResult) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from experiments.report import png
+    from experiments.reporting.comparison import png
 
     cmp = result.comparison
     colors = {a: plt.get_cmap("tab10")(i) for i, a in enumerate(ARMS)}

@@ -2,7 +2,7 @@
 
 Planners have event logs, not YAML. Given a log in the format of :mod:`twin.eventlog`
 (``item_id, item_class, sector, event, timestamp, worker_id``, optionally ``due``),
-read and checked row by row by :mod:`experiments.calibration_data`, this module fits
+read and checked row by row by :mod:`experiments.calibration.data`, this module fits
 the parts of a scenario the data determine: hourly arrival rates and weekday
 factors per item class, service-time distributions per sector, routing
 probabilities, due rules (when the log has a ``due`` column), absenteeism
@@ -15,7 +15,7 @@ Every fit is a pure function over DataFrames whose docstring states its estimato
 validated :class:`~twin.scenario.Scenario` plus the fits, for the report).
 
 A file that cannot be used at all, or a fit that is not a valid scenario, raises
-:class:`~experiments.calibration_data.CalibrationError` (the CLI: exit code 2).
+:class:`~experiments.calibration.data.CalibrationError` (the CLI: exit code 2).
 Times inside this module are minutes since midnight of the log's first day (``t``).
 """
 
@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from experiments.calibration_data import (
+from experiments.calibration.data import (
     ROSTER_COLUMNS,
     STAY_ORDER,
     CalibrationError,

@@ -1,6 +1,6 @@
 """``synctwin dashboard``: registered on the CLI's app on import.
 
-The page itself is a Solara app (:mod:`experiments.dashboard`); this command checks
+The page itself is a Solara app (:mod:`experiments.dashboard.app`); this command checks
 the options first (a wrong scenario or bundle fails here, with the CLI's usual
 message and exit code 2, rather than as an error inside the page), then runs
 Solara's server in a child process and prints the address to open.
@@ -18,11 +18,11 @@ from typing import Annotated
 
 import typer
 
-from experiments.app import app
-from experiments.console import fail, say, user_errors
+from experiments.cli.app import app
+from experiments.cli.console import fail, say, user_errors
 from experiments.paths import user_path
 
-DASHBOARD_APP = "experiments.dashboard"
+DASHBOARD_APP = "experiments.dashboard.app"
 
 
 def solara_command(host: str, port: int) -> list[str]:
@@ -46,7 +46,7 @@ def solara_command(host: str, port: int) -> list[str]:
 
 def dashboard_env(scenario: str, policies: list[Path]) -> dict[str, str]:
     """The environment that tells the page its scenario and policy bundles."""
-    from experiments.dashboard_session import ENV_POLICIES, ENV_SCENARIO
+    from experiments.dashboard.session import ENV_POLICIES, ENV_SCENARIO
 
     given = Path(scenario).expanduser()
     if given.suffix in {".yaml", ".yml"} or given.is_file():

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints numbers and writes JSON (``synctwin bench ...``)."""

@@ -1,0 +1,5 @@
+"""``python -m experiments.cli``: the ``synctwin`` command."""
+
+from experiments.cli import main
+
+main()

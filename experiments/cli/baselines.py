@@ -1,0 +1,176 @@
+"""``synctwin tune-baseline``, ``compare`` and ``experiment silo``: strategies side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from experiments.cli.app import app, experiment_app
+from experiments.cli.console import console, err_console, fail, say, user_errors, warn_untuned
+from experiments.cli.options import ScenarioOpt, WorkersOpt, split_list
+from experiments.cli.tables import comparison_table
+from experiments.paths import check_output_dir, check_output_file, shell_path, user_path
+
+# --------------------------------------------------------------------------- baselines
+
+
+@app.command("tune-baseline")
+def tune_baseline(
+    scenario: ScenarioOpt = "default",
+    seeds: Annotated[int, typer.Option(min=1, help="training seeds per candidate")] = 8,
+    budget: Annotated[int, typer.Option(min=1, help="parameter sets evaluated")] = 60,
+    search_seed: Annotated[int, typer.Option(help="seed of the search itself")] = 0,
+    workers: WorkersOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="tuned JSON to write (default: ./<name>.threshold.json; for a built-in, "
+            "the file shipped in the package)",
+            callback=user_path,
+        ),
+    ] = None,
+) -> None:
+    """Tune the threshold manager for SCENARIO on training seeds (method: agents/tuning.py)."""
+    from rich.progress import Progress
+
+    from agents.tuning import default_output, tune_threshold, write_tuned
+    from twin.scenario import load_scenario
+
+    with user_errors():
+        sc = load_scenario(scenario)
+        path = check_output_file(out or default_output(sc))
+    total = (budget + 4) * seeds
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task(f"tuning threshold on {sc.name}", total=total)
+        result = tune_threshold(
+            sc,
+            seeds=seeds,
+            budget=budget,
+            search_seed=search_seed,
+            workers=workers,
+            progress=lambda k: bar.advance(task, k),
+        )
+    write_tuned(result, path)
+    obj = result["objective"]
+    console.print_json(json.dumps(result["params"]))
+    say(
+        f"mean total cost on {len(obj['seeds'])} training seeds: tuned {obj['tuned']:,.1f} "
+        f"vs defaults {obj['defaults']:,.1f}"
+    )
+    say(f"wrote {path}")
+    if out is not None:
+        say(
+            "use it: synctwin compare --scenario "
+            f"{shell_path(scenario)} --strategies {shell_path(f'static,threshold:{path}')}"
+        )
+
+
+@app.command()
+def compare(
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="scenario(s), comma-separated")
+    ] = "default",
+    strategies: Annotated[
+        str, typer.Option(help="comma-separated; the first is the reference of the differences")
+    ] = "static,threshold,lookahead",
+    seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per strategy")] = 10,
+    out: Annotated[Path, typer.Option(help="output directory", callback=user_path)] = Path(
+        "runs/compare"
+    ),
+    workers: WorkersOpt = None,
+    report: Annotated[bool, typer.Option(help="write report.html")] = True,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace a comparison already in --out")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the comparison in --out (same options)")
+    ] = False,
+) -> None:
+    """Compare strategies over seeds (common random numbers) and write results + a report.
+
+    Every run is kept in --out as it finishes: an interrupted comparison continues with
+    the same command and --resume.
+    """
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from experiments.comparison.compare import (
+        baseline_tuning,
+        comparison_plan,
+        run_compare,
+        validate,
+        write_comparison,
+    )
+    from experiments.comparison.store import RunStore
+
+    scenario_list, strategy_list = split_list(scenario), split_list(strategies)
+    if overwrite and resume:
+        fail("--overwrite and --resume exclude each other")
+    with user_errors():
+        loaded = validate(scenario_list, strategy_list)
+        plan = comparison_plan(loaded, strategy_list, list(range(seeds)))
+        RunStore(out, plan).check(resume=resume, overwrite=overwrite)
+        warn_untuned(baseline_tuning(loaded, strategy_list))
+    total = len(scenario_list) * len(strategy_list) * seeds
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err_console) as bar, user_errors():
+            task = bar.add_task("runs", total=total)
+            cmp = run_compare(
+                scenario_list,
+                strategy_list,
+                seeds,
+                workers=workers,
+                progress=lambda k: bar.advance(task, k),
+                out=out,
+                resume=resume,
+                overwrite=overwrite,
+            )
+    except KeyboardInterrupt:
+        err_console.print(
+            Text(
+                f"interrupted: the runs that finished are kept in {out}; continue with the "
+                "same command and --resume"
+            )
+        )
+        raise typer.Exit(130) from None
+    paths = write_comparison(cmp, out, report=report)
+    for name in cmp.scenarios:
+        console.print(comparison_table(cmp.summary, name))
+    say("wrote " + ", ".join(str(p) for p in paths))
+
+
+@experiment_app.command("silo")
+def experiment_silo(
+    scenario: Annotated[
+        str, typer.Option("--scenario", "-s", help="scenario(s), comma-separated")
+    ] = "default,absenteeism,breakdowns,claims,peak-surge",
+    seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per arm")] = 10,
+    out: Annotated[Path, typer.Option(help="output directory", callback=user_path)] = Path(
+        "runs/silo"
+    ),
+    workers: WorkersOpt = None,
+) -> None:
+    """Silo vs synchronized: sector-local managers vs one that sees the whole flow."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from experiments.comparison.compare import baseline_tuning, validate
+    from experiments.comparison.silo import ARMS, run_silo, write
+
+    scenario_list = split_list(scenario)
+    with user_errors():
+        check_output_dir(out)
+        warn_untuned(baseline_tuning(validate(scenario_list, list(ARMS)), list(ARMS)))
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("runs", total=len(scenario_list) * len(ARMS) * seeds)
+        result = run_silo(
+            scenario_list, seeds, workers=workers, progress=lambda k: bar.advance(task, k)
+        )
+    paths = write(result, out)
+    sys.stdout.write((out / "silo.md").read_text())
+    say("wrote " + ", ".join(str(p) for p in paths))

@@ -1,0 +1,170 @@
+"""``synctwin bench twin|serve|strategies`` (``bench train`` lives with training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from experiments.cli.app import bench_app, write_bench_json
+from experiments.cli.console import console, fail, say, user_errors
+from experiments.cli.options import ScenarioOpt, split_list
+from experiments.paths import check_output_file, user_path
+
+# --------------------------------------------------------------------------- bench
+
+
+@bench_app.command("twin")
+def bench_twin(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-twin.json"
+    ),
+    repeats: Annotated[int, typer.Option(min=1)] = 3,
+    env_steps: Annotated[int, typer.Option(min=1, help="steps per env for env speed")] = 2000,
+) -> None:
+    """Simulation speed of default at 1x, 2x and 10x size, and env steps/s (random actions)."""
+    from experiments.bench.envs import bench_envs
+    from experiments.bench.twin import bench_twin as run_bench
+
+    with user_errors():
+        check_output_file(user_path(out))
+    result = run_bench(repeats=repeats)
+    result["envs"] = bench_envs(steps=env_steps)["envs"]
+    if write_bench_json(result, out, as_json):
+        return
+    table = Table(title="twin speed (static plan, one core)")
+    for col in (
+        "scale",
+        "workers",
+        "items/day",
+        "sim min / wall s",
+        "wall s / sim day",
+        "time vs 1x",
+    ):
+        table.add_column(col, justify="right")
+    for r in result["twin"]:
+        table.add_row(
+            f"{r['scale']}x",
+            str(r["workers"]),
+            f"{r['items_per_day']:,}",
+            f"{r['sim_minutes_per_wall_second']:,.0f}",
+            f"{r['wall_seconds_per_sim_day']:.3f}",
+            f"{r['cost_ratio_vs_1x']:.2f}x",
+        )
+    console.print(table)
+    envs = Table(title="env speed on default (random actions, one core)")
+    for col in ("env", "agents", "env steps/s", "agent steps/s", "ms/step"):
+        envs.add_column(col, justify="right")
+    for r in result["envs"]:
+        envs.add_row(
+            r["env"],
+            str(r["agents"]),
+            f"{r['env_steps_per_second']:,.0f}",
+            f"{r['agent_steps_per_second']:,.0f}",
+            f"{r['ms_per_step']:.2f}",
+        )
+    console.print(envs)
+    say(f"wrote {out}")
+
+
+@bench_app.command("serve")
+def bench_serve_cmd(
+    policy: Annotated[Path, typer.Option(help="policy bundle to serve", callback=user_path)] = Path(
+        "policies/default"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-serve.json"
+    ),
+    requests: Annotated[int, typer.Option(min=10, help="sequential requests, no impact")] = 2000,
+    impact_requests: Annotated[int, typer.Option(min=1, help="requests with impact")] = 30,
+    clients: Annotated[int, typer.Option(min=1, help="concurrent clients")] = 4,
+    seconds: Annotated[float, typer.Option(min=0.5, help="length of each concurrent run")] = 5.0,
+) -> None:
+    """Policy server on loopback: latency, req/s, RSS, cold start (experiments/bench/serve.py)."""
+    from experiments.bench.serve import IMPACT_MODES, bench_serve
+    from policies.bundle import BundleError, read_manifest
+
+    with user_errors():
+        check_output_file(user_path(out))
+    try:
+        read_manifest(policy)
+    except BundleError as err:
+        fail(str(err), "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes one)")
+    result = bench_serve(
+        policy,
+        requests=requests,
+        impact_requests=impact_requests,
+        clients=clients,
+        seconds=seconds,
+    )
+    if write_bench_json(result, out, as_json):
+        return
+    table = Table(title=f"policy server on loopback ({result['policy']['name']})")
+    for col in ("request", "p50 ms", "p99 ms", "req/s (clients)", "goal"):
+        table.add_column(col, justify="right" if col != "request" else "left")
+    rows = [("no_impact", "recommend, no impact", "p99 <= 3 ms, >= 1,000 req/s")]
+    rows += [(key, f"impact: {label}", "p99 <= 100 ms") for key, label, _ in IMPACT_MODES]
+    for key, label, goal in rows:
+        seq, conc = result[key]["sequential"], result[key]["concurrent"]
+        table.add_row(
+            label,
+            f"{seq['p50_ms']:.2f}",
+            f"{seq['p99_ms']:.2f}",
+            f"{conc['requests_per_second']:,.0f} ({conc['clients']})",
+            goal,
+        )
+    console.print(table)
+    two = result["no_impact_two_workers"]
+    console.print(
+        f"no impact with --workers 2: {two['concurrent']['requests_per_second']:,.0f} req/s "
+        f"({two['concurrent']['clients']} clients), RSS {two['rss_mb_all_processes']:.0f} MB "
+        "in all processes"
+    )
+    console.print(
+        f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); RSS "
+        f"{result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB (goal <= 300 MB)"
+    )
+    say(f"wrote {out}")
+
+
+@bench_app.command("strategies")
+def bench_strategies(
+    scenario: ScenarioOpt = "default",
+    seeds: Annotated[int, typer.Option(min=1, help="runs per strategy")] = 1,
+    strategies: Annotated[str | None, typer.Option(help="comma-separated (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-strategies.json"
+    ),
+) -> None:
+    """Compute cost per decision of each strategy (one core, the scenario's horizon)."""
+    from agents import check_strategy
+    from experiments.bench.strategies import bench_strategies as run_bench
+
+    names = split_list(strategies) if strategies else None
+    with user_errors():
+        check_output_file(user_path(out))
+        for name in names or []:
+            check_strategy(name)
+        result = run_bench(scenario, seeds=seeds, strategies=names)
+    if write_bench_json(result, out, as_json):
+        return
+    table = Table(title=f"time per decision ({result['scenario']}, {seeds} run(s) each)")
+    for col in ("strategy", "decisions/run", "ms mean", "ms median", "ms p95", "ms max", "s/run"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for r in result["strategies"]:
+        table.add_row(
+            r["strategy"],
+            f"{r['decisions_per_run']:.0f}",
+            f"{r['ms_per_decision_mean']:.2f}",
+            f"{r['ms_per_decision_median']:.2f}",
+            f"{r['ms_per_decision_p95']:.2f}",
+            f"{r['ms_per_decision_max']:.2f}",
+            f"{r['run_seconds_mean']:.2f}",
+        )
+    console.print(table)
+    say(f"wrote {out}")

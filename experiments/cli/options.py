@@ -1,0 +1,22 @@
+"""Options several commands share (one definition, one help text)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+ScenarioOpt = Annotated[
+    str, typer.Option("--scenario", "-s", help="built-in scenario name or a YAML file")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="random seed (same seed, same run)")]
+
+
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="processes in parallel (default: all cores)")
+]
+
+
+def split_list(text: str) -> list[str]:
+    """The non-empty, stripped parts of a comma-separated option."""
+    return [part.strip() for part in text.split(",") if part.strip()]

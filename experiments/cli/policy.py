@@ -1,0 +1,82 @@
+"""``synctwin export`` and ``serve``: from a training run to a served policy bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from experiments.cli.app import app
+from experiments.cli.console import console, fail, say, user_errors
+from experiments.paths import check_output_dir, shell_path, user_path
+
+# --------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    run_dir: Annotated[
+        Path, typer.Argument(help="a training run directory (has run.json)", callback=user_path)
+    ],
+    out: Annotated[Path, typer.Option(help="bundle directory to write", callback=user_path)],
+    name: Annotated[str | None, typer.Option(help="bundle name (default: the run's)")] = None,
+    version: Annotated[str | None, typer.Option(help="bundle version (default: timestamp)")] = None,
+) -> None:
+    """Export a training run's policies to an ONNX bundle (manifest + one file per sector)."""
+    from training.export import ExportError, export_run
+
+    with user_errors():
+        check_output_dir(out)
+        try:
+            manifest = export_run(run_dir, out, name=name, version=version)
+        except ExportError as err:
+            fail(str(err))
+    checks = manifest.training.get("export_checks", {})
+    for file, check in checks.items():
+        console.print(
+            f"{file}: onnxruntime = torch on {check['action_agreement']:.0%} of 1,000 observations "
+            f"(max logit difference {check['max_abs_logit_diff']:.1e})"
+        )
+    say(f"wrote bundle {manifest.name} {manifest.version} to {out}")
+    say(f"serve it: synctwin serve --policy {shell_path(out)}")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="policy bundle directory (or SYNCTWIN_POLICY)", callback=user_path),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes [default: 1]")] = None,
+    api_key: Annotated[str | None, typer.Option(help="require this X-API-Key")] = None,
+    admin_key: Annotated[str | None, typer.Option(help="X-API-Key of admin routes")] = None,
+    log: Annotated[
+        Path | None, typer.Option(help="decision log (JSONL)", callback=user_path)
+    ] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="serve with Ray Serve (scale-out)")] = False,
+    replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas")] = 1,
+) -> None:
+    """Serve a policy bundle over HTTP: recommendations, impact, forecasts (see policies/server/).
+
+    Options override SYNCTWIN_* environment variables; the bundle is verified before
+    the server starts (a bad one exits with code 2).
+    """
+    from policies.server import Settings, create_app, run_server
+
+    given = {"policy": policy, "host": host, "port": port, "workers": workers}
+    given |= {"api_key": api_key, "admin_key": admin_key, "log": log}
+    with user_errors():
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        if ray:
+            from policies.ray_serve import run as run_ray
+
+            run_ray(settings, replicas=replicas)
+            return
+        app_ = create_app(settings) if settings.workers == 1 else None
+    run_server(settings, app_)

@@ -1,0 +1,1 @@
+"""The planner dashboard: the Solara page (``app``), its session model and what-ifs."""

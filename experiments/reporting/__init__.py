@@ -1,0 +1,1 @@
+"""The HTML and Markdown reports people read: comparisons and calibration fits."""

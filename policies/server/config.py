@@ -1,0 +1,93 @@
+"""The policy server's configuration: one :class:`Settings`, validated at start.
+
+From environment variables prefixed ``SYNCTWIN_`` or the ``synctwin serve`` options;
+:func:`advice_defaults` turns it into what a recommendation request gets by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from policies.advice import (
+    IMPACT_HORIZON_MINUTES,
+    IMPACT_SAMPLES,
+    MAX_HORIZON_MINUTES,
+    MAX_SAMPLES,
+    AdviceOptions,
+)
+
+
+class Settings(BaseSettings):
+    """Everything the server is configured with; from ``SYNCTWIN_*`` or the CLI.
+
+    Rollout limits bound the CPU one request may ask for; requests beyond them get a
+    422 naming the option. ``rollout_concurrency`` requests may run rollouts at
+    once; more wait up to ``rollout_wait_seconds`` and then get a 503.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SYNCTWIN_", frozen=True, extra="forbid")
+
+    policy: Path = Field(description="the policy bundle directory to serve")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    api_key: SecretStr | None = Field(None, description="required in X-API-Key if set")
+    admin_key: SecretStr | None = Field(None, description="for admin routes; none: disabled")
+    log: Path | None = Field(None, description="decision log (JSONL); none: in memory")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger bodies get a 413")
+    impact: bool = Field(True, description="estimate impact unless a request says otherwise")
+    impact_samples: int = Field(IMPACT_SAMPLES, ge=2, description="rollouts per arm for impact")
+    impact_horizon_minutes: int = Field(
+        IMPACT_HORIZON_MINUTES, ge=1, description="impact rollout horizon"
+    )
+    impact_scope: Literal["per_sector", "total"] = Field(
+        "per_sector", description="default impact_scope of requests (see RecommendRequest)"
+    )
+    forecast_hours: tuple[float, ...] = Field((1.0, 2.0, 3.0, 4.0), min_length=1)
+    forecast_samples: int = Field(8, ge=2)
+    max_samples: int = Field(MAX_SAMPLES, ge=2, description="largest samples a request may ask for")
+    max_horizon_minutes: int = Field(
+        MAX_HORIZON_MINUTES, ge=1, description="longest rollout a request may ask"
+    )
+    max_snapshot_items: int = Field(100_000, ge=1, description="work items in one snapshot")
+    max_snapshot_workers: int = Field(10_000, ge=1, description="workers in one snapshot")
+    max_rate_per_hour: float = Field(1e6, gt=0, description="largest arrival/completion rate")
+    rollout_concurrency: int = Field(2, ge=1, description="requests running rollouts at once")
+    rollout_wait_seconds: float = Field(30.0, ge=0, description="wait for a slot, then 503")
+    seed: int = Field(0, ge=0, description="first rollout seed (same request, same answer)")
+    reload_state_file: Path | None = Field(
+        None, description="shared by worker processes so a reload reaches all of them"
+    )
+
+    @model_validator(mode="after")
+    def _keys_differ(self) -> Settings:
+        if (
+            self.api_key is not None
+            and self.admin_key is not None
+            and self.api_key.get_secret_value() == self.admin_key.get_secret_value()
+        ):
+            raise ValueError("api_key and admin_key must differ")
+        if max(self.forecast_hours) * 60 > self.max_horizon_minutes:
+            raise ValueError("forecast_hours must lie within max_horizon_minutes")
+        if self.impact_horizon_minutes > self.max_horizon_minutes:
+            raise ValueError("impact_horizon_minutes exceeds max_horizon_minutes")
+        if max(self.impact_samples, self.forecast_samples) > self.max_samples:
+            raise ValueError("impact_samples and forecast_samples must be <= max_samples")
+        return self
+
+
+def advice_defaults(settings: Settings) -> AdviceOptions:
+    """The server's defaults and limits for recommendations, from its settings."""
+    return AdviceOptions(
+        impact=settings.impact,
+        samples=settings.impact_samples,
+        horizon_minutes=settings.impact_horizon_minutes,
+        impact_scope=settings.impact_scope,
+        seed=settings.seed,
+        max_samples=settings.max_samples,
+        max_horizon_minutes=settings.max_horizon_minutes,
+    )

@@ -1,0 +1,96 @@
+"""``POST /v1/forecast``: per sector, the risk of SLA misses and overtime over the next hours.
+
+The work is :func:`policies.impact.forecast`, under the served policy and under no
+action; here the request is checked and the forecast shaped into a
+:class:`~policies.schemas.ForecastOut`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends, Response
+
+from policies.impact import Forecast
+from policies.impact import forecast as run_forecast
+from policies.schemas import (
+    ErrorOut,
+    ForecastBody,
+    ForecastOut,
+    ForecastRequest,
+    RiskAt,
+    SectorForecast,
+)
+from policies.server.checks import check_snapshot, forecast_options
+from policies.server.deps import PolicyDep, StateDep, require_api_key
+from policies.server.responses import ERRORS, json_response
+from policies.server.state import Served
+from twin.snapshot import OperationSnapshot
+
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/v1/forecast",
+    response_model=ForecastOut,
+    responses={**ERRORS, 503: {"model": ErrorOut, "description": "busy: retry"}},
+)
+def forecast(body: ForecastBody, served: PolicyDep, state: StateDep) -> Response:
+    """Per sector, the risk of SLA misses and overtime over the next hours, under the
+    served policy and under no action (the actions in force, kept)."""
+    if isinstance(body, ForecastRequest):
+        req, prefix = body, ["body", "request", "snapshot"]
+    else:
+        req, prefix = ForecastRequest(snapshot=body), ["body", "snapshot"]
+    hours, samples, seed = forecast_options(state.settings, req)
+    snap = req.snapshot
+    check_snapshot(served, snap, state.settings, prefix)
+    with state.rollout_slot():
+        t0 = time.perf_counter()
+        fc = run_forecast(
+            served.scenario,
+            snap,
+            served.policy,
+            hours=hours,
+            samples=samples,
+            seed=seed,
+            checked=True,  # checked above, once
+        )
+        state.metrics.rollout_seconds.labels("/v1/forecast").observe(time.perf_counter() - t0)
+    out = forecast_out(fc, served, snap, hours=hours, samples=samples, seed=seed)
+    return json_response(out, served.version)
+
+
+def forecast_out(
+    fc: Forecast,
+    served: Served,
+    snap: OperationSnapshot,
+    *,
+    hours: list[float],
+    samples: int,
+    seed: int,
+) -> ForecastOut:
+    """The response body of ``POST /v1/forecast`` for the forecast ``fc`` of ``snap``."""
+
+    def arm(sector: str | None) -> tuple[list[RiskAt], list[RiskAt]]:
+        return tuple(  # type: ignore[return-value]
+            [RiskAt.of(h, h.total if sector is None else h.sectors[sector]) for h in risks]
+            for risks in (fc.policy, fc.no_action)
+        )
+
+    sectors = []
+    for sector in served.scenario.sector_names:
+        pol, none = arm(sector)
+        sectors.append(SectorForecast(sector=sector, policy=pol, no_action=none))
+    pol, none = arm(None)
+    return ForecastOut(
+        policy_version=served.version,
+        policy=served.ref,
+        scenario=snap.scenario,
+        minute=snap.minute,
+        hours=hours,
+        samples=samples,
+        seed=seed,
+        sectors=sectors,
+        total=SectorForecast(sector="total", policy=pol, no_action=none),
+    )

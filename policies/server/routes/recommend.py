@@ -1,0 +1,120 @@
+"""``POST /v1/recommend``: what each sector should do now, why, and its predicted impact.
+
+The work is :func:`policies.advice.advise`; here the request is checked, the advice
+shaped into a :class:`~policies.schemas.Recommendation`, counted and logged.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+from fastapi import APIRouter, Depends, Response
+from starlette.concurrency import run_in_threadpool
+
+from policies.advice import Advice, AdviceError, AdviceOptions, advise
+from policies.schemas import (
+    DriverOut,
+    ErrorOut,
+    ImpactOut,
+    Recommendation,
+    RecommendBody,
+    RecommendRequest,
+    SectorRecommendation,
+)
+from policies.server.checks import check_snapshot, request_options
+from policies.server.deps import PolicyDep, StateDep, require_api_key
+from policies.server.errors import ClientError
+from policies.server.responses import ERRORS, VERSION_HEADER
+from policies.server.state import Served, ServerState
+from twin.snapshot import OperationSnapshot
+
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/v1/recommend",
+    response_model=Recommendation,
+    responses={**ERRORS, 503: {"model": ErrorOut, "description": "busy: retry"}},
+)
+async def recommend(body: RecommendBody, served: PolicyDep, state: StateDep) -> Response:
+    """What each sector should do now, why, and what it is predicted to save.
+
+    The body is an `OperationSnapshot`, or `{"snapshot": ..., options}`. Impact is
+    estimated from twin rollouts with and without each sector's action (common random
+    numbers; see the response fields); `impact: false` skips it. Rollouts run in the
+    thread pool; without them the answer (about a millisecond of work) is computed
+    on the event loop.
+    """
+    if isinstance(body, RecommendRequest):
+        req, prefix = body, ["body", "request", "snapshot"]
+    else:
+        req, prefix = RecommendRequest(snapshot=body), ["body", "snapshot"]
+    options = request_options(state.advice_defaults, req)
+    if options.impact:
+        return await run_in_threadpool(_recommend, served, state, req.snapshot, options, prefix)
+    return _recommend(served, state, req.snapshot, options, prefix)
+
+
+def recommendation(advice: Advice, served: Served, recommendation_id: str) -> Recommendation:
+    """The response body of ``POST /v1/recommend`` for ``advice`` (numbers rounded)."""
+    sectors = []
+    for a in advice.sectors:
+        assert a.confidence is not None and a.probabilities is not None  # a bundle's advice
+        sectors.append(
+            SectorRecommendation(
+                sector=a.sector,
+                action=a.action,
+                action_in_force=a.in_force,
+                kinds=list(a.kinds),  # type: ignore[arg-type]
+                message=a.message,
+                confidence=round(a.confidence, 6),
+                probabilities={
+                    field: dict(zip(p, np.round(list(p.values()), 6).tolist(), strict=True))
+                    for field, p in a.probabilities.items()
+                },
+                drivers=[DriverOut.of(x) for x in a.drivers],
+                impact=ImpactOut.of(a.impact) if a.impact is not None else None,
+            )
+        )
+    total = advice.total_impact
+    return Recommendation(
+        recommendation_id=recommendation_id,
+        policy_version=served.version,
+        policy=served.ref,
+        scenario=advice.scenario,
+        minute=advice.minute,
+        sectors=sectors,
+        total_impact=ImpactOut.of(total) if total is not None else None,
+        impact_seed=advice.impact_seed,
+        impact_scope=advice.impact_scope,
+    )
+
+
+def _recommend(
+    served: Served,
+    state: ServerState,
+    snap: OperationSnapshot,
+    options: AdviceOptions,
+    prefix: list[str | int],
+) -> Response:
+    """The work of ``POST /v1/recommend`` (see the route): check, advise, shape, record."""
+    check_snapshot(served, snap, state.settings, prefix)
+    try:
+        advice = advise(served.policy, snap, options, rollout_gate=state.rollout_slot, checked=True)
+    except AdviceError as err:
+        raise ClientError(prefix, str(err)) from None
+    if advice.estimated_impact:
+        state.metrics.rollout_seconds.labels("/v1/recommend").observe(advice.rollout_seconds)
+    counter = state.metrics.recommendations
+    for a in advice.sectors:
+        for k in a.kinds:
+            counter.labels(k).inc()
+    rec = recommendation(advice, served, str(uuid.uuid4()))
+    body_json = rec.model_dump_json()
+    state.decisions.record(
+        rec.recommendation_id, served.ref.model_dump(), snap.model_dump_json(), body_json
+    )
+    return Response(
+        content=body_json, media_type="application/json", headers={VERSION_HEADER: served.version}
+    )
