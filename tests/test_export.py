@@ -176,3 +176,16 @@ def test_runtime_imports_neither_torch_nor_ray(bundle: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_only_decisive_observations_must_agree() -> None:
+    """float32 rounding may flip an argmax between two logits that are equal to the last
+    bit; that is a tie, not an export error. A decisive difference is one."""
+    from training.export import _greedy, _near_tie
+
+    nvec = np.array([3, 2])
+    tie = np.array([[1.0, 1.0 + 1e-8, 0.0, 0.5, -0.5]], dtype=np.float32)
+    clear = np.array([[2.0, 1.0, 0.0, 0.5, -0.5]], dtype=np.float32)
+    assert _near_tie(tie, nvec, margin=1e-6).tolist() == [True]
+    assert _near_tie(clear, nvec, margin=1e-6).tolist() == [False]
+    assert _greedy(clear, nvec).tolist() == [[0, 0]]
