@@ -31,6 +31,7 @@ demo: venv
 test: venv browser
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: venv

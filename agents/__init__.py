@@ -12,6 +12,8 @@ silo            sector-local floor managers, each seeing only its own queue
                 (:mod:`agents.silo`); ``silo:PATH`` as above
 lookahead       model-predictive control: twin rollouts of a few candidate action
                 sets around the threshold manager's (:mod:`agents.lookahead`)
+hindsight       a bound, not a controller: rollouts on the realized future around
+                the threshold manager (:mod:`agents.hindsight`); never worse than it
 random          seeded random actions, a sanity floor (:mod:`agents.random_policy`)
 ==============  ==================================================================
 """
@@ -48,22 +50,33 @@ def _lookahead(scenario: Scenario, seed: int, arg: str | None = None) -> Control
     return LookaheadController(scenario, seed=seed, base_params=arg)
 
 
+def _hindsight(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
+    from agents.hindsight import HindsightBound
+
+    return HindsightBound(scenario, seed, base_params=arg)
+
+
 def _random(scenario: Scenario, seed: int, arg: str | None = None) -> Controller:
     from agents.random_policy import RandomController
 
     return RandomController(scenario, seed)
 
 
-#: strategy name -> factory(scenario, seed[, argument after "name:"]) -> Controller
-STRATEGIES: dict[str, Callable[..., Controller]] = {
+#: controller name -> factory(scenario, seed[, argument after "name:"]) -> Controller
+CONTROLLERS: dict[str, Callable[..., Controller]] = {
     "static": _static,
     "threshold": _threshold,
     "silo": _silo,
     "lookahead": _lookahead,
     "random": _random,
 }
+#: yardsticks that run like a controller in comparisons but need the realized future
+#: (they decide only beside the twin that runs reality; never from a snapshot)
+BOUNDS: dict[str, Callable[..., Controller]] = {"hindsight": _hindsight}
+#: every name ``make_controller`` accepts
+STRATEGIES: dict[str, Callable[..., Controller]] = {**CONTROLLERS, **BOUNDS}
 #: strategies that accept ``name:ARG`` (a tuned-parameters file)
-WITH_ARGUMENT = frozenset({"threshold", "silo", "lookahead"})
+WITH_ARGUMENT = frozenset({"threshold", "silo", "lookahead", "hindsight"})
 
 
 class StrategyError(ValueError):
@@ -71,14 +84,15 @@ class StrategyError(ValueError):
 
 
 def strategy_names() -> list[str]:
-    return sorted(STRATEGIES)
+    """The controllers (strategies that decide from a snapshot); bounds are not among them."""
+    return sorted(CONTROLLERS)
 
 
 def check_strategy(name: str) -> None:
     """Raise :class:`StrategyError` unless ``name`` is a known strategy (``name:ARG`` too)."""
     base, sep, arg = name.partition(":")
     valid = (
-        f"valid: {', '.join(strategy_names())}; "
+        f"valid: {', '.join(strategy_names())}, and the bound {', '.join(sorted(BOUNDS))}; "
         f"{', '.join(sorted(WITH_ARGUMENT))} also take ':PATH' to a tuned-parameters file"
     )
     if base not in STRATEGIES:
@@ -113,10 +127,10 @@ def tuning_of(controller: Controller) -> str | None:
     strategies without thresholds. Lookahead reports its base manager's.
     """
     source = getattr(controller, "params_source", None)
-    if source is None and hasattr(controller, "base"):
-        source = getattr(controller.base, "params_source", None)
-    if source is None or source == "given":
-        return None if source is None else "tuned"
+    if source is None:  # lookahead: its base manager's
+        source = getattr(getattr(controller, "base", None), "params_source", None)
+    if source is None:
+        return None
     if source == "defaults":
         return "untuned"
     return "stale" if source.endswith("(stale)") else "tuned"

@@ -25,14 +25,14 @@ matters, e.g. behind a server; comparisons already run one process per run).
 
 from __future__ import annotations
 
-import math
-import multiprocessing as mp
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
 
+from agents.candidates import candidates
+from agents.evaluation import process_pool
 from agents.threshold import ThresholdController, ThresholdParams
 from agents.view import HORIZONS, FlowView
 from twin.actions import SectorAction
@@ -183,9 +183,8 @@ class LookaheadController:
         ]
         if self.workers > 1:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=mp.get_context("spawn")
-                )
+                self._pool = process_pool(self.workers)
+            assert self._pool is not None  # workers > 1
             out = list(self._pool.map(_rollout_job, jobs))
         else:
             out = [_rollout_job(j) for j in jobs]
@@ -208,72 +207,6 @@ class LookaheadController:
     # ------------------------------------------------------------------ candidates
 
     def candidates(self, snapshot: OperationSnapshot, base: Actions) -> list[tuple[str, Actions]]:
-        """The base and a few variants around it, without duplicates (base first)."""
-        f = self.base.facts
-        p = self.base.params
-        v = FlowView.read(f, snapshot, flow=p.flow_weight > 0)
-        work = v.work_due(f, flow_weight=p.flow_weight)[:, : p.n_horizons]
-        cap = v.capacity[:, : p.n_horizons]
-        pressure = np.where(cap > 0, work / np.maximum(cap, 1e-9), np.where(work > 0, 9.0, 0.0))
-        pressure = pressure.max(axis=1)
-        hot = int(np.argmax(pressure))
-        hot_name = f.names[hot]
-
-        out: list[tuple[str, Actions]] = [("base", base)]
-        plan = {
-            n: SectorAction(
-                overtime=f.plan[n].overtime,
-                priority=f.plan[n].priority,
-                flex_count=f.plan[n].flex_workers,
-            )
-            for n in f.names
-        }
-        out.append(("plan", plan))
-        no_loans = {"lend_to": None, "lend_count": 0}
-        out.append(("no-loans", {n: a.model_copy(update=no_loans) for n, a in base.items()}))
-        # more help for the most pressed sector, from its best idle-ish donor
-        donors = [
-            d
-            for d in range(f.n)
-            if d != hot and f.eff[d, hot] > 0 and v.own_home[d] >= 2 and pressure[d] < pressure[hot]
-        ]
-        if donors:
-            d = max(donors, key=lambda d: (f.eff[d, hot] * v.own_home[d], -d))
-            a = base[f.names[d]]
-            have = a.lend_count if a.lend_to == hot_name else 0
-            extra = max(1, math.ceil(0.25 * v.own_home[d]))
-            more = dict(base)
-            update = {"lend_to": hot_name, "lend_count": have + extra}
-            more[f.names[d]] = a.model_copy(update=update)
-            out.append(("more-help", more))
-        # more flex where it is hot, or none at all
-        if v.flex_free > 0:
-            more_flex = dict(base)
-            k = max(1, math.ceil(f.flex_max / 3))
-            a = base[hot_name]
-            more_flex[hot_name] = a.model_copy(
-                update={"flex_count": a.flex_count + min(k, v.flex_free)}
-            )
-            out.append(("more-flex", more_flex))
-        if any(a.flex_count for a in base.values()):
-            out.append(
-                ("no-flex", {n: a.model_copy(update={"flex_count": 0}) for n, a in base.items()})
-            )
-        # overtime switched where a shift ends before the next decision
-        ending = [
-            f.names[s]
-            for s in range(f.n)
-            if v.shift_end[s] <= self.base.interval or v.overtime[s] > 0
-        ]
-        if ending:
-            flipped = dict(base)
-            for n in ending:
-                flipped[n] = base[n].model_copy(update={"overtime": not base[n].overtime})
-            out.append(("overtime-switched", flipped))
-        unique: list[tuple[str, Actions]] = []
-        seen: list[Actions] = []
-        for name, actions in out:
-            if actions not in seen:
-                seen.append(actions)
-                unique.append((name, actions))
-        return unique
+        """The base and a few variants around it, without duplicates (base first):
+        :func:`agents.candidates.candidates`."""
+        return candidates(self.base, snapshot, base)

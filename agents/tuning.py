@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.evaluation import grid_costs, process_pool
 from agents.threshold import DEFAULT_PARAMS, ThresholdController, ThresholdParams, tuned_path
-from twin.runner import simulate
 from twin.scenario import Scenario, builtin_names
 
 TRAIN_SEED_BASE = 10_000  # training seeds: TRAIN_SEED_BASE + k (compare uses 0, 1, ...)
@@ -93,10 +92,8 @@ def perturb_params(best: ThresholdParams, rng: np.random.Generator) -> Threshold
     return ThresholdParams.model_validate(data)
 
 
-def _run_cost(job: tuple[Scenario, ThresholdParams, int]) -> float:
-    scenario, params, seed = job
-    model = simulate(scenario, ThresholdController(scenario, params), seed, record_every_minutes=60)
-    return model.kpis().total.total_cost
+def _threshold(params: ThresholdParams, scenario: Scenario, seed: int) -> ThresholdController:
+    return ThresholdController(scenario, params)
 
 
 def evaluate(
@@ -107,30 +104,8 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """``cost[i, k]``: total cost of candidate ``i`` on seed ``seeds[k]`` (in ``pool`` if given)."""
-    jobs = [(scenario, p, s) for p in candidates for s in seeds]
-    results = (
-        map(_run_cost, jobs)
-        if pool is None
-        else pool.map(_run_cost, jobs, chunksize=max(1, len(seeds) // 2))
-    )
-    out: list[float] = []
-    for cost in results:
-        out.append(cost)
-        if progress is not None:
-            progress(1)
-    return np.asarray(out).reshape(len(candidates), len(seeds))
-
-
-def process_pool(workers: int | None) -> Executor | None:
-    """A process pool of ``workers`` (default: all cores), or ``None`` for one worker.
-
-    Processes are started with ``spawn`` explicitly (Mesa switches the global default to
-    it on import anyway), so behaviour does not depend on import order.
-    """
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1:
-        return None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    rows = [(partial(_threshold, p), scenario) for p in candidates]
+    return grid_costs(rows, seeds, pool, progress)
 
 
 def tune_threshold(

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.explain import Driver, decide_and_explain, reference_day
 from policies.impact import Impact, estimate_impact
-from policies.messages import kinds, message
+from policies.messages import Kind, kinds, message
 from policies.runtime import BundlePolicy
 from twin.actions import Controller, SectorAction
 from twin.features import featurizer
@@ -146,7 +146,7 @@ class SectorAdvice:
     sector: str
     action: SectorAction
     in_force: SectorAction
-    kinds: tuple[str, ...]
+    kinds: tuple[Kind, ...]
     message: str
     confidence: float | None  # probability of the chosen action (product over fields)
     probabilities: dict[str, dict[str, float]] | None  # field -> value label -> probability

@@ -20,6 +20,7 @@ overtime hour; an estimate whose interval contains zero is called "uncertain".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from policies.impact import Impact, focus_of
 from twin.actions import SectorAction
@@ -27,14 +28,16 @@ from twin.features import featurizer
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
 
-KINDS: tuple[str, ...] = ("lend", "recall", "flex", "overtime", "priority", "no_change")
+#: What an action can change against the action in force.
+Kind = Literal["lend", "recall", "flex", "overtime", "priority", "no_change"]
+KINDS: tuple[Kind, ...] = ("lend", "recall", "flex", "overtime", "priority", "no_change")
 #: A focus sector is a bottleneck from this much waiting (or due-soon) work, in hours of capacity.
 BOTTLENECK_HOURS = 0.5
 
 
-def kinds(recommended: SectorAction, in_force: SectorAction) -> list[str]:
+def kinds(recommended: SectorAction, in_force: SectorAction) -> list[Kind]:
     """What a recommendation changes relative to the action in force (``no_change`` if nothing)."""
-    out = []
+    out: list[Kind] = []
     new_to = recommended.lend_to if recommended.lend_count > 0 else None
     old_to = in_force.lend_to if in_force.lend_count > 0 else None
     if new_to is not None and (new_to != old_to or recommended.lend_count > in_force.lend_count):

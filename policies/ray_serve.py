@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import cast
 
 from ray import serve
+from ray.serve import Deployment
 
 from policies.server import Settings, create_app
 
@@ -49,9 +51,11 @@ def build(settings: Settings, replicas: int = 1, num_cpus: float = 1.0):
     if replicas > 1 and settings.reload_state_file is None:
         state = Path(tempfile.mkdtemp(prefix="synctwin-ray-")) / "reload.json"
         settings = settings.model_copy(update={"reload_state_file": state})
-    return PolicyServer.options(
+    # Serve's decorators are typed as returning a bare Callable, not the Deployment they make
+    deployment = cast(Deployment, PolicyServer).options(
         num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus}
-    ).bind(settings)
+    )
+    return deployment.bind(settings)
 
 
 def run(settings: Settings, replicas: int = 1, blocking: bool = True) -> None:

@@ -14,10 +14,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from policies.explain import Driver
 from policies.impact import HorizonRisk, Impact, Interval, SectorRisk
+from policies.messages import Kind
 from twin.actions import SectorAction
 from twin.snapshot import OperationSnapshot
-
-Kind = Literal["lend", "recall", "flex", "overtime", "priority", "no_change"]
 
 
 class _In(BaseModel):

@@ -21,6 +21,11 @@ from scipy import stats
 
 from experiments.calibration import data as D
 from experiments.calibration import fit as C
+from experiments.calibration.common import Window, visits
+from experiments.calibration.durations import fit_durations
+from experiments.calibration.output import write_scenario
+from experiments.calibration.routing import fit_routing
+from experiments.calibration.service import fit_service, interruption_weights
 from experiments.calibration.validation import holdout_split, validate
 from experiments.reporting.calibration import write_report
 from twin.eventlog import EventLog
@@ -110,7 +115,7 @@ def test_interruption_weights_undo_the_length_bias() -> None:
     s = rng.lognormal(np.log(true_mean) - s2 / 2, np.sqrt(s2), 200_000)
     cut = rng.random(len(s)) < c * s
     done = s[~cut]
-    w = C.interruption_weights(done, int(cut.sum()))
+    w = interruption_weights(done, int(cut.sum()))
     assert _rel(done.mean(), true_mean) > 0.015  # the naive mean is biased ...
     assert _rel(np.average(done, weights=w), true_mean) < 0.004  # ... the weighted one is not
 
@@ -149,7 +154,7 @@ def test_unfitted_parts_come_from_the_base(known: Known) -> None:
 
 
 def test_yaml_round_trip(known: Known, tmp_path: Path) -> None:
-    path = C.write_scenario(known.cal, tmp_path / "recovered.yaml")
+    path = write_scenario(known.cal, tmp_path / "recovered.yaml")
     text = path.read_text()
     assert text.startswith("# Calibrated by `synctwin calibrate`")
     assert load_scenario(path).digest == known.cal.scenario.digest
@@ -323,11 +328,11 @@ def test_routing_cycles_are_broken_and_reported() -> None:
             for j, event in enumerate(("arrive", "start", "finish")):
                 rows.append((str(i), "standard", sector, event, 10.0 * k + 3 * j))
     events = pd.DataFrame(rows, columns=["item_id", "item_class", "sector", "event", "t"])
-    stays = C.visits(events)
+    stays = visits(events)
     assert stays.groupby("item_id").size().to_dict() == {
         str(i): 3 if i < 8 else 5 for i in range(10)
     }
-    fit = C.fit_routing(stays, "standard", C.Window(0, 1000))
+    fit = fit_routing(stays, "standard", Window(0, 1000))
     assert fit.counts["packing"] == {"picking": 2, "shipping": 10}
     assert len(fit.removed) == 1 and fit.removed[0].startswith("packing -> picking (2 items")
     assert fit.probabilities["packing"] == {"shipping": 1.0}
@@ -343,23 +348,23 @@ def test_service_by_other_sectors_staff_is_left_out() -> None:
             "minutes": [2.0, 3.0] * 15 + [4.0] * 10 + [5.0] * 5,
         }
     )
-    fit = C.fit_service(pairs, "packing", worker_home={"1": "packing", "2": "picking"})
+    fit = fit_service(pairs, "packing", worker_home={"1": "packing", "2": "picking"})
     assert fit.n == 30
     assert fit.excluded_other == 15
     assert fit.other_mean == pytest.approx((40 + 25) / 15)
     assert fit.chosen is not None and fit.chosen.mean == pytest.approx(2.5, rel=0.02)
-    everyone = C.fit_service(pairs, "packing")
+    everyone = fit_service(pairs, "packing")
     assert everyone.n == 45 and everyone.excluded_other == 0
 
 
 def test_duration_families_known_answers() -> None:
     rng = np.random.default_rng(1)
-    fixed, _, rule = C.fit_durations(np.full(50, 3.0) + rng.normal(0, 0.001, 50))
+    fixed, _, rule = fit_durations(np.full(50, 3.0) + rng.normal(0, 0.001, 50))
     assert fixed is not None and fixed.family == "deterministic"
     assert fixed.params["value"] == pytest.approx(3.0, abs=0.01)
     assert "deterministic" in rule
     two_humps = np.concatenate([rng.normal(2, 0.1, 500), rng.normal(8, 0.1, 500)])
-    emp, cands, rule = C.fit_durations(two_humps)
+    emp, cands, rule = fit_durations(two_humps)
     assert emp is not None and emp.family == "empirical"
     assert "fails KS" in rule
     assert {c.family for c in cands} == {"deterministic", "exponential", "lognormal", "empirical"}

@@ -15,7 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,27 +22,9 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from conftest import CLI, run, wait_ready
 
 from twin.scenario import load_scenario
-
-CLI = str(Path(sys.executable).with_name("synctwin"))  # the installed console command
-
-
-def run(
-    cwd: Path, *args: str, ok: bool = True, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """``synctwin ARGS`` in ``cwd`` with ``HOME=cwd`` (so ``~`` is a folder of the test's)."""
-    proc = subprocess.run(
-        [CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "HOME": str(cwd), "COLUMNS": "200"},
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *expected: str) -> str:
@@ -248,16 +229,8 @@ def _serving(cwd: Path, *args: str) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise TimeoutError("server not ready in 120 s")
+    wait_ready(proc, url)
+    return proc, url
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import wait_ready
 from scipy import stats as scipy_stats
 
 from policies.decision_log import DecisionLog
@@ -120,18 +121,8 @@ def start_server(bundle: Path, log: Path, *extra: str, env: dict[str, str] | Non
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return Server(url, log, proc)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError("server not ready in 120 s")
+    wait_ready(proc, url, interval=0.05)
+    return Server(url, log, proc)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -769,15 +760,7 @@ def test_ray_serve_deployment(bundles: Bundles, snapshots: list[OperationSnapsho
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        wait_ready(proc, url, 180, interval=0.5, request_timeout=2)
         body = {"snapshot": as_json(snapshots[1]), "impact": True, "samples": 2}
         r = httpx.post(f"{url}/v1/recommend", json=body, headers={"X-API-Key": API_KEY}, timeout=60)
         assert r.status_code == 200, r.text

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from agents import make_controller
-from twin.actions import SectorAction
+from agents.evaluation import costs, grid_costs
+from twin.actions import Controller, SectorAction
 from twin.features import featurizer
-from twin.runner import simulate
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
 from twin.spaces import codecs
@@ -91,19 +91,24 @@ class Evaluation:
         return self.policy_cost / self.threshold_cost - 1.0
 
 
+def _given(controller: Controller):
+    return lambda scenario, seed: controller
+
+
 def mean_cost(controllers: Sequence, scenarios: Sequence[Scenario], seeds: Sequence[int]) -> float:
-    """Mean total cost over ``scenarios x seeds``; ``controllers[i]`` acts on scenario ``i``."""
-    costs = [
-        simulate(sc, ctl, seed, record_every_minutes=sc.horizon_minutes).kpis().total.total_cost
-        for sc, ctl in zip(scenarios, controllers, strict=True)
-        for seed in seeds
-    ]
-    return float(np.mean(costs))
+    """Mean total cost over ``scenarios x seeds``; ``controllers[i]`` acts on scenario ``i``
+    (on every seed: :func:`agents.evaluation.grid_costs` runs them here, in order)."""
+    rows = [(_given(ctl), sc) for sc, ctl in zip(scenarios, controllers, strict=True)]
+    return float(grid_costs(rows, seeds).mean())
+
+
+def _threshold(scenario: Scenario, seed: int) -> Controller:
+    return make_controller("threshold", scenario, 0)
 
 
 def threshold_cost(scenarios: Sequence[Scenario], seeds: Sequence[int]) -> float:
     """The tuned threshold baseline's mean total cost on the evaluation runs."""
-    return mean_cost([make_controller("threshold", sc, 0) for sc in scenarios], scenarios, seeds)
+    return float(costs(_threshold, scenarios, seeds).mean())
 
 
 def evaluate_modules(

@@ -26,14 +26,21 @@ Why it is built this way:
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from training.rllib_config import (
+    POLICY_MODES,
+    RLlibSettings,
+    build_config,
+    check_address,
+    connect_ray,
+    policy_ids,
+    single_thread_torch,
+)
 from training.runs import (
     MetricsSink,
     TrainingError,
@@ -45,9 +52,7 @@ from training.runs import (
     versions,
     write_manifest,
 )
-from training.scenarios import EVAL_SEED_BASE, TRAIN_SEED_BASE, TRAIN_SEED_COUNT
 
-POLICY_MODES = ("per_sector", "shared")
 METRIC_COLUMNS = [
     "iteration",
     "env_steps",
@@ -65,204 +70,21 @@ METRIC_COLUMNS = [
 ]
 
 
-@dataclass
-class RLlibSettings:
-    """Everything that defines an RLlib training run (stored in ``run.json`` as ``config``).
-
-    ``timesteps``, ``num_env_runners``, ``envs_per_runner`` and the evaluation cadence may
-    change on ``--resume``; the rest is taken from the run being resumed.
-    """
-
-    scenarios: list[str] = field(default_factory=lambda: ["default"])
-    timesteps: int = 100_000  # env steps to train in this invocation
-    policy_mode: str = "per_sector"
-    seed: int = 0
-    num_env_runners: int = 0
-    envs_per_runner: int = 8
-    team_weight: float = 0.5
-    max_lend: int = 5
-    max_flex: int = 5
-    lr: float = 3e-4
-    gamma: float = 0.99
-    lambda_: float = 0.95
-    entropy_coeff: float = 0.01
-    clip_param: float = 0.2
-    train_batch_size: int = 4000
-    minibatch_size: int = 500
-    num_epochs: int = 6
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
-    warm_start: str | None = None  # a baseline to imitate first (training.warm_start)
-    warm_start_seeds: int = 40
-    warm_start_epochs: int = 30
-    checkpoint_every: int = 5
-    eval_every: int = 5
-    eval_seeds: int = 4
-    train_seed_base: int = TRAIN_SEED_BASE
-    train_seed_count: int = TRAIN_SEED_COUNT
-    eval_seed_base: int = EVAL_SEED_BASE
-
-    #: fields that a resumed run may override
-    RUNTIME = ("timesteps", "num_env_runners", "envs_per_runner", "checkpoint_every", "eval_every")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RLlibSettings:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise TrainingError(f"unknown training setting(s): {', '.join(unknown)}")
-        return cls(**data)
-
-    def check(self) -> None:
-        if self.policy_mode not in POLICY_MODES:
-            raise TrainingError(
-                f"policy mode {self.policy_mode!r} is not one of {', '.join(POLICY_MODES)}"
-            )
-        if self.timesteps < 1 or self.train_batch_size < 1 or self.minibatch_size < 1:
-            raise TrainingError("timesteps, train_batch_size and minibatch_size must be >= 1")
-        if self.num_env_runners < 0 or self.envs_per_runner < 1:
-            raise TrainingError("num_env_runners must be >= 0 and envs_per_runner >= 1")
-        if self.warm_start is not None:
-            from agents import StrategyError, check_strategy
-
-            try:
-                check_strategy(self.warm_start)
-            except StrategyError as err:
-                raise TrainingError(f"--warm-start: {err}") from None
-
-    @property
-    def env_config(self) -> dict[str, Any]:
-        return {
-            "scenarios": list(self.scenarios),
-            "team_weight": self.team_weight,
-            "max_lend": self.max_lend,
-            "max_flex": self.max_flex,
-            "seed_base": self.train_seed_base,
-            "seed_count": self.train_seed_count,
-            "shared": self.policy_mode == "shared",
-        }
-
-    @property
-    def eval_seed_list(self) -> list[int]:
-        return list(range(self.eval_seed_base, self.eval_seed_base + self.eval_seeds))
-
-
-# --------------------------------------------------------------------------- ray
-
-
-def check_address(address: str, timeout: float = 3.0) -> None:
-    """Fail fast with a clear message when nothing listens at ``host:port``.
-
-    ``ray.init(address=...)`` retries for a long time before giving up; a plain TCP
-    connect answers in milliseconds.
-    """
-    if address == "auto" or address.startswith("ray://"):
-        return
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise TrainingError(f"--address {address!r}: expected HOST:PORT (e.g. 127.0.0.1:6379)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as err:
-        raise TrainingError(
-            f"cannot reach a Ray cluster at {address} ({err.strerror or err}); "
-            "start one with `ray start --head` or drop --address"
-        ) from None
-
-
-def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
-    """Join the cluster at ``address`` or start a local Ray; True if this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        check_address(address)
-        try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-        except (ConnectionError, RuntimeError, ray.exceptions.RayError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise TrainingError(
-                f"cannot join the Ray cluster at {address}: {first[:200]} (a cluster started "
-                "with token auth needs RAY_AUTH_MODE=token and its token here too)"
-            ) from None
-        return False
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 1,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
-    return True
-
-
-def single_thread_torch() -> None:
-    """One torch thread in this process: the networks are tiny, and on a busy CPU torch's
-    thread pool spins against the env runners (measured: ~10x slower iterations). Ray
-    already gives its worker processes one thread each."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-# --------------------------------------------------------------------------- config
-
-
-def policy_ids(sectors: tuple[str, ...] | list[str], mode: str) -> list[str]:
-    return ["shared"] if mode == "shared" else list(sectors)
-
-
-def build_config(settings: RLlibSettings, sectors: list[str]) -> Any:
-    """The ``PPOConfig`` of a run (new API stack, one learner on the driver)."""
-    import logging
-
-    # RLlib warns at every config that PPO runs on the new API stack: that is the point
-    logging.getLogger("ray.rllib").setLevel(logging.ERROR)
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-    from training.envs import TrainingEnv
-
-    ids = policy_ids(sectors, settings.policy_mode)
-    shared = settings.policy_mode == "shared"
-
-    def mapping(agent_id: str, episode: Any = None, **kwargs: Any) -> str:
-        return "shared" if shared else agent_id
-
-    return (
-        PPOConfig()
-        .environment(TrainingEnv, env_config=settings.env_config, disable_env_checking=True)
-        .env_runners(
-            num_env_runners=settings.num_env_runners,
-            num_envs_per_env_runner=settings.envs_per_runner,
-            num_cpus_per_env_runner=1,
-            rollout_fragment_length="auto",
-        )
-        .learners(num_learners=0)
-        .training(
-            lr=settings.lr,
-            gamma=settings.gamma,
-            lambda_=settings.lambda_,
-            entropy_coeff=settings.entropy_coeff,
-            clip_param=settings.clip_param,
-            train_batch_size_per_learner=settings.train_batch_size,
-            minibatch_size=settings.minibatch_size,
-            num_epochs=settings.num_epochs,
-        )
-        .rl_module(
-            rl_module_spec=MultiRLModuleSpec(rl_module_specs={i: RLModuleSpec() for i in ids}),
-            model_config={"fcnet_hiddens": list(settings.hidden), "vf_share_layers": False},
-        )
-        .multi_agent(policies=set(ids), policy_mapping_fn=mapping)
-        .fault_tolerance(
-            restart_failed_env_runners=True,
-            max_num_env_runner_restarts=1000,
-            delay_between_env_runner_restarts_s=1.0,
-        )
-        .debugging(seed=settings.seed, log_level="ERROR")
-        .reporting(metrics_num_episodes_for_smoothing=20)
-    )
+__all__ = [  # the settings and the config live in training.rllib_config
+    "METRIC_COLUMNS",
+    "POLICY_MODES",
+    "RLlibSettings",
+    "build_config",
+    "check_address",
+    "connect_ray",
+    "learner_modules",
+    "policy_ids",
+    "save_checkpoint",
+    "single_thread_torch",
+    "summarise",
+    "train_rllib",
+    "warm_start",
+]
 
 
 # --------------------------------------------------------------------------- helpers

@@ -52,8 +52,9 @@ def kpis(m: OperationModel) -> Kpis:
         ot_h = loc[s][OVERTIME] / 60
         flex_h = sum(flex[s][k] for k in PAID_FLEX) / 60
         regular_h = sum(home[s][k] for k in PAID_REGULAR) / 60
+        regular = regular_h * costs.regular_rate_per_hour
         labor = (
-            regular_h * costs.regular_rate_per_hour
+            regular
             + ot_h * costs.overtime_rate_per_hour
             + flex_h * costs.flex_rate_per_hour
             + m.transfers[s] * costs.transfer_cost
@@ -69,14 +70,17 @@ def kpis(m: OperationModel) -> Kpis:
             utilization=busy / present if present else 0.0,
             transfers=m.transfers[s],
             flex_hours=flex_h,
+            regular_cost=regular,
             labor_cost=labor,
             penalty_cost=penalty,
+            avoidable_cost=labor + penalty - regular,
             total_cost=labor + penalty,
         )
     recs = list(sectors.values())
     misses = sum(r.sla_misses for r in recs)
     busy = sum(loc[s][BUSY] + loc[s][OVERTIME] for s in range(len(recs)))
     present = busy + sum(loc[s][IDLE] for s in range(len(recs)))
+    regular = sum(r.regular_cost for r in recs)
     labor = sum(r.labor_cost for r in recs)
     penalty = sum(r.penalty_cost for r in recs)
     total = KpiRecord(
@@ -89,8 +93,10 @@ def kpis(m: OperationModel) -> Kpis:
         utilization=busy / present if present else 0.0,
         transfers=sum(r.transfers for r in recs),
         flex_hours=sum(r.flex_hours for r in recs),
+        regular_cost=regular,
         labor_cost=labor,
         penalty_cost=penalty,
+        avoidable_cost=labor + penalty - regular,
         total_cost=labor + penalty,
     )
     return Kpis(minute=m.minute, total=total, sectors=sectors)

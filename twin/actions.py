@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from twin.model import OperationModel
     from twin.snapshot import OperationSnapshot
 
 Priority = Literal["fifo", "edd"]
@@ -53,4 +54,18 @@ class Controller(Protocol):
 
     def decide(self, snapshot: OperationSnapshot) -> dict[str, SectorAction]:
         """Return the action for each sector (sectors left out keep their current action)."""
+        ...
+
+
+@runtime_checkable
+class TwinAware(Protocol):
+    """A controller that must see the twin itself, not only its snapshots.
+
+    Only the ``hindsight`` bound is one: it forks the twin that runs reality, future
+    random draws included. :func:`twin.rollout.run_for` attaches the twin before the
+    first decision.
+    """
+
+    def attach(self, model: OperationModel) -> None:
+        """Run beside ``model`` (raise if it cannot, e.g. a twin rebuilt from a snapshot)."""
         ...

@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 
+from twin.reality import PLAN, Reality
 from twin.scenario import MINUTES_PER_DAY, Scenario, Surge
 
 
@@ -33,22 +34,41 @@ def rate_per_hour(scenario: Scenario, cls: int, minute: float) -> float:
 
 
 class ArrivalStream:
-    """Arrival times and classes, generated an hour at a time from its own generator."""
+    """Arrival times and classes, generated an hour at a time from its own generator.
 
-    def __init__(self, scenario: Scenario, rng: np.random.Generator, start_minute: float) -> None:
+    Rates are the plan's (:func:`rate_per_hour`) times what ``reality`` realizes beyond
+    it (forecast error, unplanned surges; :mod:`twin.reality`).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        rng: np.random.Generator,
+        start_minute: float,
+        reality: Reality = PLAN,
+    ) -> None:
         self._scenario = scenario
         self._rng = rng
+        self._reality = reality
+        self._class_names = scenario.class_names
         surge_edges = {
             m
             for d in scenario.disruptions
             if isinstance(d, Surge)
             for m in (d.start_minute, d.end_minute)
         }
-        self._edges = sorted(surge_edges)
+        self._edges = sorted(surge_edges | set(reality.surge_edges))
         self.times: list[float] = []
         self.classes: list[int] = []
         self.i = 0
         self.hour_end = float(start_minute)  # arrivals are known up to here
+
+    def rate(self, cls: int, minute: float) -> float:
+        """Realized arrivals per hour of class ``cls`` at absolute ``minute``."""
+        planned = rate_per_hour(self._scenario, cls, minute)
+        if self._reality is PLAN:
+            return planned
+        return planned * self._reality.demand_factor(cls, self._class_names[cls], minute)
 
     def generate_next_hour(self) -> None:
         """Draw the arrivals of the next hour (or the rest of the current one)."""
@@ -59,7 +79,7 @@ class ArrivalStream:
         classes: list[np.ndarray] = []
         for a, b in itertools.pairwise(cuts):
             for cls in range(len(self._scenario.item_classes)):
-                lam = rate_per_hour(self._scenario, cls, a) * (b - a) / 60.0
+                lam = self.rate(cls, a) * (b - a) / 60.0
                 n = int(self._rng.poisson(lam)) if lam > 0 else 0
                 if n:
                     times.append(a + (b - a) * self._rng.random(n))

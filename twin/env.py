@@ -21,7 +21,7 @@ with Gymnasium::
 from __future__ import annotations
 
 import pickle
-from typing import Any, ClassVar
+from typing import Any
 
 import cloudpickle
 import gymnasium
@@ -168,7 +168,7 @@ class OperationEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
     (currency) of the whole operation.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 (gymnasium's attribute)
 
     def __init__(
         self,
@@ -206,7 +206,8 @@ class OperationEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
         info = {"minute": self.core.live.minute, "cost": float(cost.sum())}
         return obs.reshape(-1), float(reward), False, truncated, info
 
-    def render(self) -> str | None:
+    # gymnasium's render returns a type variable bound by nothing: no override can match it
+    def render(self) -> str | None:  # type: ignore[override]
         if self.render_mode == "ansi":
             return self.core.render_text()
         return None
@@ -252,7 +253,7 @@ class SectorEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
     the interval) and ``operation_cost``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 (gymnasium's attribute)
 
     def __init__(
         self,
@@ -302,7 +303,8 @@ class SectorEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
         }
         return obs[self._i], float(rewards[self._i]), False, truncated, info
 
-    def render(self) -> str | None:
+    # gymnasium's render returns a type variable bound by nothing: no override can match it
+    def render(self) -> str | None:  # type: ignore[override]
         if self.render_mode == "ansi":
             return self.core.render_text()
         return None

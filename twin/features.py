@@ -126,7 +126,7 @@ _ITEMS, _RATE, _WORKERS = (0, 1, "[0, 1)", _N), (0, 1, "[0, 1)", _H), (0, 2, "[0
 _FLAG, _FRACTION = (0, 1, "{0, 1}", "flag"), (0, 1, "[0, 1]", "fraction")
 
 FEATURES: tuple[Feature, ...] = tuple(
-    Feature(name, meaning, *spec)  # type: ignore[arg-type]
+    Feature(name, meaning, *spec)
     for name, meaning, spec in (
         ("queue_overdue", "items waiting, already past due", _ITEMS),
         ("queue_due_0_30", "items waiting, due in 0-30 min", _ITEMS),
@@ -223,15 +223,15 @@ def _topological(scenario: Scenario) -> list[int]:
         for src, targets in c.routing.items():
             succ[index[src]].update(index[t] for t, p in targets.items() if t != EXIT and p > 0)
     indeg = [0] * len(names)
-    for targets in succ:
-        for t in targets:
-            indeg[t] += 1
+    for nexts in succ:
+        for j in nexts:
+            indeg[j] += 1
     order = [i for i, d in enumerate(indeg) if d == 0]
     for i in order:  # grows while iterating (Kahn's algorithm)
-        for t in sorted(succ[i]):
-            indeg[t] -= 1
-            if indeg[t] == 0:
-                order.append(t)
+        for j in sorted(succ[i]):
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                order.append(j)
     return order
 
 
@@ -289,8 +289,8 @@ class Featurizer:
 
         # shifts staffing each sector: (start minute of day, length in minutes)
         self.shifts: list[list[tuple[int, int]]] = []
-        for s in self.sector_names:
-            per_shift = sc.workforce.headcount.get(s, {})
+        for sector in self.sector_names:
+            per_shift = sc.workforce.headcount.get(sector, {})
             self.shifts.append(
                 [
                     (sh.start % MINUTES_PER_DAY, sh.length_minutes)

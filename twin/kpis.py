@@ -14,8 +14,12 @@ mean_cycle_minutes  total: arrival to exit; sector: arrival in the sector to han
 utilization         busy worker-minutes / present worker-minutes (idle + busy + overtime)
 transfers           workers moved between sectors (charged to the sector that decided)
 flex_hours          agency worker-hours present (idle, busy or on break)
-labor_cost          regular hours (by home sector) + overtime + flex + transfer costs
+regular_cost        regular pay: rostered hours of present workers (by home sector);
+                    a floor that no action changes (absence lowers it, nothing raises it)
+labor_cost          regular_cost + overtime + flex + transfer costs
 penalty_cost        sla_misses x penalty
+avoidable_cost      total_cost - regular_cost: overtime, flex, transfers and SLA
+                    penalties, what the decisions can reduce
 total_cost          labor_cost + penalty_cost
 ==================  =================================================================
 """
@@ -34,8 +38,10 @@ KPI_NAMES: tuple[str, ...] = (
     "utilization",
     "transfers",
     "flex_hours",
+    "regular_cost",
     "labor_cost",
     "penalty_cost",
+    "avoidable_cost",
     "total_cost",
 )
 
@@ -54,8 +60,10 @@ class KpiRecord(BaseModel):
     utilization: float
     transfers: int
     flex_hours: float
+    regular_cost: float
     labor_cost: float
     penalty_cost: float
+    avoidable_cost: float
     total_cost: float
 
 

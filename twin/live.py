@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from twin import accounting, schedule, staffing
-from twin.events import COMPLETE, DUE, OT_LIMIT, TRANSFER_DONE
+from twin.events import COMPLETE, DUE, OT_LIMIT, OUTAGE, TRANSFER_DONE
 from twin.queues import Item, ItemState
-from twin.scenario import Scenario
+from twin.reality import expected_remaining_outage
+from twin.scenario import EquipmentBreakdown, Scenario
 from twin.snapshot import (
     DUE_BUCKET_REPRESENTATIVE,
     N_BUCKETS,
@@ -324,12 +325,31 @@ def from_snapshot(
                     duration = m._service[s].next() / m._efficiency(w, s)
                     m._push(now + duration, COMPLETE, w, w.token)
     schedule.schedule_calendar(m, now, fresh=False)
+    _end_unexplained_outages(m, now)
     schedule.schedule_failures(
         m, now, down=[st.stations_down - st.outage_stations for st in snap.sectors]
     )
     m._needs_dispatch = True
     accounting.maybe_record(m)
     return m
+
+
+def _end_unexplained_outages(m: OperationModel, now: float) -> None:
+    """Give outages no planned disruption explains (unplanned ones, reported by the floor
+    or by the twin that ran reality) the end the uncertainty model expects; without a
+    model of that sector's outages they stay out, like a failure with no repair model."""
+    for s, name in enumerate(m.sector_names):
+        planned = sum(
+            d.stations
+            for d in m.scenario.disruptions
+            if isinstance(d, EquipmentBreakdown)
+            and d.sector == name
+            and d.start_minute < now < d.start_minute + d.duration_minutes
+        )
+        extra = m.outage[s] - planned
+        remaining = expected_remaining_outage(m.scenario, name)
+        if extra > 0 and remaining is not None:
+            m._push(now + remaining, OUTAGE, s, -extra)
 
 
 def _rebuilt_item(m: OperationModel, cls: int, s: int, bucket: int) -> Item:

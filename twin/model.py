@@ -49,6 +49,7 @@ from twin.events import (
 from twin.kpis import Kpis
 from twin.live import SnapshotError, check_snapshot
 from twin.queues import Item, ItemState, SectorQueue
+from twin.reality import draw_reality
 from twin.scenario import EXIT, Scenario
 from twin.snapshot import RATE_TIME_CONSTANT_MINUTES, OperationSnapshot
 from twin.staffing import move
@@ -105,6 +106,8 @@ class OperationModel(mesa.Model):
         self._needs_dispatch = False  # a rebuilt twin dispatches on its first step
         self.record_every_minutes = record_every_minutes
         self.event_log = event_log
+        #: built from a snapshot (its future is a sample, not the reality of a run)
+        self.rebuilt = not _fresh
 
         # named random streams, split once from the master generator
         streams = self.rng.spawn(4 + n_sectors)
@@ -112,7 +115,13 @@ class OperationModel(mesa.Model):
         self._service = [
             DurationStream(sec.service, streams[4 + i]) for i, sec in enumerate(scenario.sectors)
         ]
-        self._arrivals = ArrivalStream(scenario, self._rng_arrivals, self.minute)
+        # reality beyond the plan: its own stream, split after the others so a
+        # scenario without uncertainty draws exactly what it did before it existed
+        (rng_reality,) = self.rng.spawn(1)
+        self.reality = draw_reality(scenario, rng_reality, self.minute)
+        #: what happens: the plan's scheduled disruptions and the realized unplanned ones
+        self.disruptions = (*scenario.disruptions, *self.reality.disruptions)
+        self._arrivals = ArrivalStream(scenario, self._rng_arrivals, self.minute, self.reality)
 
         # static tables
         wf = scenario.workforce

@@ -77,5 +77,13 @@ class SectorQueue:
         return item
 
     def items(self) -> list[Item]:
-        """The queued items in FIFO order (for snapshots and checks)."""
-        return [it for tok, it in self._fifo if it.state is ItemState.QUEUED and it.qtoken == tok]
+        """The queued items in FIFO order (for snapshots and checks).
+
+        Served earliest-due-first, the FIFO order keeps the entries EDD took as stale
+        ones; when they outnumber the live ones they are dropped here (same order, so
+        nothing observable changes), or every snapshot of a long EDD run would walk
+        the whole history of the queue."""
+        live = [it for tok, it in self._fifo if it.state is ItemState.QUEUED and it.qtoken == tok]
+        if len(self._fifo) > 2 * len(live) + 64:
+            self._fifo = deque((it.qtoken, it) for it in live)
+        return live

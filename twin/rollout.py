@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from twin.actions import Controller, SectorAction
+from twin.actions import Controller, SectorAction, TwinAware
 from twin.model import OperationModel
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
@@ -90,6 +90,8 @@ def run_for(
     stop = horizon if minutes is None else min(model.minute + minutes, horizon)
     interval = scenario.decision_interval_minutes
     start = model.minute
+    if isinstance(controller, TwinAware):
+        controller.attach(model)
     if actions:
         model.apply(actions)
     if decide_at_start is None:

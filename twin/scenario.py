@@ -12,79 +12,53 @@ See ``README.md`` ("Scenario format") for an annotated example.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-import re
 from collections.abc import Mapping
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from twin.distributions import Distribution
+from twin.scenario_checks import (
+    CROSS_REFERENCE,
+    DEFAULT_DECISION_INTERVAL_MINUTES,
+    DEFAULT_TICK_MINUTES,
+    EXIT,
+    NAME_PATTERN,
+    Loc,
+    Problem,
+    ScenarioError,
+    cross_reference_problems,
+    field_path,
+    format_errors,
+    message,
+    route_as_routing,
+)
+from twin.scenario_yaml import builtin_names, read_yaml
+from twin.schema import MINUTES_PER_DAY, ClockMinute
+from twin.schema import Frozen as _Frozen
+from twin.schema import non_empty as _non_empty
+from twin.uncertainty import Uncertainty
 
-MINUTES_PER_DAY = 24 * 60
-EXIT = "exit"  # routing target meaning "the item leaves the operation"
-NAME_PATTERN = r"^[a-z][a-z0-9_]*$"  # sector, item class and shift names
-
-Loc = tuple[str | int, ...]
-Problem = tuple[Loc, str]  # (field path as pydantic spells it, message)
-
-
-class ScenarioError(ValueError):
-    """A scenario could not be loaded; the message names the field and the problem."""
-
-
-def _parse_clock(v: Any) -> int:
-    """``"06:30"`` or ``390`` -> 390 (minutes after midnight)."""
-    if isinstance(v, bool):
-        raise ValueError("expected a time of day like '06:30' or minutes after midnight")
-    if isinstance(v, int):
-        minute = v
-    elif isinstance(v, str) and (m := re.fullmatch(r"(\d{1,2}):(\d{2})", v.strip())):
-        hours, minutes = int(m[1]), int(m[2])
-        if minutes >= 60:
-            raise ValueError(f"minutes must be < 60 in {v!r}")
-        minute = hours * 60 + minutes
-    else:
-        raise ValueError(
-            f"expected a time of day like '06:30' or minutes after midnight, got {v!r}"
-        )
-    if not 0 <= minute <= MINUTES_PER_DAY:
-        raise ValueError(f"time of day must be within 00:00..24:00, got {v!r}")
-    return minute
-
-
-ClockMinute = Annotated[int, BeforeValidator(_parse_clock)]
-
-
-def _non_empty(what: str) -> AfterValidator:
-    """Refuse an empty list saying what is missing ("needs at least one sector"), where
-    ``min_length=1`` would say "Tuple should have at least 1 item after validation"."""
-
-    def check(v: tuple[Any, ...]) -> tuple[Any, ...]:
-        if not v:
-            raise ValueError(f"needs at least one {what}")
-        return v
-
-    return AfterValidator(check)
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+__all__ = [
+    "EXIT",
+    "MINUTES_PER_DAY",
+    "NAME_PATTERN",
+    "Loc",
+    "Problem",
+    "ScenarioError",
+    "builtin_names",
+    "load_scenario",
+    "scenario_from_dict",
+]
 
 
 # --------------------------------------------------------------------------- sectors
@@ -158,27 +132,6 @@ class Due(_Frozen):
         raise AssertionError("unreachable: a cut-off exists every day")
 
 
-def _route_as_routing(data: Any) -> Any:
-    """Expand ``route: [a, b, c]`` into ``entry`` + ``routing`` (a fixed path).
-
-    Shared by :class:`ItemClass` and the cross-reference checks over raw data, so both
-    see the same routing and name the same paths.
-    """
-    if not isinstance(data, Mapping) or data.get("route") is None:
-        return data
-    data = dict(data)
-    route = data.pop("route")
-    if data.get("routing") is not None or data.get("entry") is not None:
-        raise ValueError("give either 'route' or 'entry' + 'routing', not both")
-    if not isinstance(route, list | tuple) or not route:
-        raise ValueError("'route' must be a non-empty list of sector names")
-    if len(set(map(str, route))) != len(route):
-        raise ValueError("'route' visits a sector twice")
-    data["entry"] = route[0]
-    data["routing"] = {a: {b: 1.0} for a, b in itertools.pairwise(route)}
-    return data
-
-
 class ItemClass(_Frozen):
     """A kind of work item: where it enters, how it is routed, how much of it comes, when it is due.
 
@@ -219,7 +172,7 @@ class ItemClass(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _expand_route(cls, data: Any) -> Any:
-        return _route_as_routing(data)
+        return route_as_routing(data)
 
     @field_validator("routing")
     @classmethod
@@ -366,14 +319,17 @@ class Scenario(_Frozen):
     domain: str = "operation"
     horizon_days: int = Field(1, ge=1, le=366)
     start_weekday: int = Field(0, ge=0, le=6, description="0 = Monday")
-    tick_minutes: int = Field(1, ge=1, le=60)
-    decision_interval_minutes: int = Field(30, ge=1)
+    tick_minutes: int = Field(DEFAULT_TICK_MINUTES, ge=1, le=60)
+    decision_interval_minutes: int = Field(DEFAULT_DECISION_INTERVAL_MINUTES, ge=1)
     sectors: Annotated[tuple[Sector, ...], _non_empty("sector")]
     item_classes: Annotated[tuple[ItemClass, ...], _non_empty("item class")]
     workforce: Workforce
     plan: dict[str, SectorPlan] = Field(default_factory=dict)
     costs: Costs
     disruptions: tuple[Disruption, ...] = ()
+    uncertainty: Uncertainty | None = Field(
+        None, description="how reality departs from the plan (twin.uncertainty)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -381,13 +337,13 @@ class Scenario(_Frozen):
         raised at once, each at its own path: pydantic turns a ``ValidationError`` raised
         here into its line errors. Pydantic runs this only when every field is valid, so
         :func:`scenario_from_dict` also runs the checks over the raw mapping."""
-        problems = _cross_reference_problems(self.model_dump())
+        problems = cross_reference_problems(self.model_dump())
         if problems:
             raise ValidationError.from_exception_data(
                 "Scenario",
                 [
                     InitErrorDetails(
-                        type=PydanticCustomError(_CROSS_REFERENCE, "{problem}", {"problem": msg}),
+                        type=PydanticCustomError(CROSS_REFERENCE, "{problem}", {"problem": msg}),
                         loc=loc,
                         input=None,
                     )
@@ -426,7 +382,12 @@ class Scenario(_Frozen):
     @cached_property
     def digest(self) -> str:
         """A short content hash: bundles and reports name the exact scenario they used."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        data = self.model_dump(mode="json")
+        if data.get("uncertainty") is None:
+            # a plan-only scenario keeps the digest it had before uncertainty existed
+            # (tuned files and bundles name scenarios by digest)
+            data.pop("uncertainty", None)
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def scaled(self, factor: float) -> Scenario:
@@ -447,242 +408,7 @@ class Scenario(_Frozen):
         return Scenario.model_validate(data)
 
 
-# --------------------------------------------------------------------------- cross-references
-
-# The pydantic error type of these checks: it tells scenario_from_dict that they ran.
-_CROSS_REFERENCE = "scenario_cross_reference"
-
-
-def _seq(v: Any) -> list[Any] | tuple[Any, ...]:
-    return v if isinstance(v, list | tuple) else ()
-
-
-def _map(v: Any) -> Mapping[Any, Any]:
-    return v if isinstance(v, Mapping) else {}
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _names(entries: Any) -> list[str]:
-    """The ``name`` of each entry that has a string one (for the duplicate checks)."""
-    return [e["name"] for e in _seq(entries) if isinstance(_map(e).get("name"), str)]
-
-
-def _known(entries: Any, reserved: str | None = None) -> list[str] | None:
-    """The names references may point at, or ``None`` when they cannot be trusted.
-
-    With an empty list, a malformed entry, an invalid, duplicated or reserved name the
-    real mistake is already reported, and "unknown sector" for every reference to the
-    entry that lost its name would only bury it.
-    """
-    names = _names(entries)
-    if (
-        not names
-        or len(names) != len(_seq(entries))
-        or len(set(names)) != len(names)
-        or reserved in names
-        or not all(re.fullmatch(NAME_PATTERN, n) for n in names)
-    ):
-        return None
-    return names
-
-
-def _cross_reference_problems(data: Mapping[str, Any]) -> list[Problem]:
-    """Every problem between fields: unknown names, duplicates, counts, order, cycles.
-
-    The one owner of these checks. It reads a plain mapping, either a validated
-    scenario's ``model_dump()`` or the raw file when some field failed validation (so a
-    misspelled sector shows up together with a bad ``hourly_rates``, not after it). It
-    never raises: whatever has the wrong shape is skipped, pydantic reports that.
-    Paths use list indices, the way pydantic names them.
-    """
-    problems: list[Problem] = []
-    workforce = _map(data.get("workforce"))
-    groups = {
-        "sector": (("sectors",), data.get("sectors")),
-        "shift": (("workforce", "shifts"), workforce.get("shifts")),
-        "item class": (("item_classes",), data.get("item_classes")),
-    }
-    for kind, (path, entries) in groups.items():
-        seen: set[str] = set()
-        for j, e in enumerate(_seq(entries)):
-            name = _map(e).get("name")
-            if not isinstance(name, str):
-                continue
-            if name in seen:
-                problems.append(
-                    (
-                        (*path, j, "name"),
-                        f"{kind} name {name!r} is used twice; names must be unique",
-                    )
-                )
-            if kind == "sector" and name == EXIT:
-                problems.append(((*path, j, "name"), f"{EXIT!r} is reserved as a routing target"))
-            seen.add(name)
-    sectors = _known(data.get("sectors"), reserved=EXIT)
-    shifts = _known(workforce.get("shifts"))
-    classes = _known(data.get("item_classes"))
-
-    def ref(loc: Loc, name: Any, known: list[str] | None, kind: str, plural: str) -> None:
-        if known is not None and isinstance(name, str) and name not in known:
-            problems.append((loc, f"unknown {kind} {name!r} ({plural}: {', '.join(known)})"))
-
-    def sector(loc: Loc, name: Any) -> None:
-        ref(loc, name, sectors, "sector", "sectors")
-
-    routings: list[tuple[int, Any, Any]] = []
-    for i, raw in enumerate(_seq(data.get("item_classes"))):
-        try:
-            c = _map(_route_as_routing(raw))
-        except ValueError:
-            continue
-        sector(("item_classes", i, "entry"), c.get("entry"))
-        routing = _map(c.get("routing"))
-        routings.append((i, c.get("name"), routing))
-        for src, targets in routing.items():
-            sector(("item_classes", i, "routing", src), src)
-            for dst in _map(targets):
-                if dst != EXIT:
-                    sector(("item_classes", i, "routing", src, dst), dst)
-    for s, per_shift in _map(workforce.get("headcount")).items():
-        sector(("workforce", "headcount", s), s)
-        for shift in _map(per_shift):
-            ref(("workforce", "headcount", s, shift), shift, shifts, "shift", "shifts")
-    for src, targets in _map(workforce.get("cross_training")).items():
-        sector(("workforce", "cross_training", src), src)
-        for dst in _map(targets):
-            sector(("workforce", "cross_training", src, dst), dst)
-    for s in _map(data.get("plan")):
-        sector(("plan", s), s)
-    for i, raw in enumerate(_seq(data.get("disruptions"))):
-        d = _map(raw)
-        sector(("disruptions", i, "sector"), d.get("sector"))
-        if d.get("kind") == "equipment_breakdown" and sectors and d.get("sector") in sectors:
-            has = _map(_seq(data["sectors"])[sectors.index(d["sector"])]).get("stations")
-            out = d.get("stations", 1)
-            if _is_int(out) and out >= 1 and (has is None or (_is_int(has) and out > has >= 1)):
-                problems.append(
-                    (
-                        ("disruptions", i),
-                        f"{d['sector']!r} has {has or 'no'} stations, cannot take {out} out",
-                    )
-                )
-        if d.get("kind") == "demand_surge":
-            start, end = d.get("start_minute"), d.get("end_minute")
-            if _is_int(start) and _is_int(end) and end <= start:
-                problems.append((("disruptions", i), "end_minute must be after start_minute"))
-            ref(
-                ("disruptions", i, "item_class"),
-                d.get("item_class"),
-                classes,
-                "item class",
-                "item classes",
-            )
-    defaults = Scenario.model_fields
-    interval = data.get("decision_interval_minutes", defaults["decision_interval_minutes"].default)
-    tick = data.get("tick_minutes", defaults["tick_minutes"].default)
-    if _is_int(interval) and _is_int(tick) and tick >= 1 and interval % tick:
-        problems.append(
-            (("decision_interval_minutes",), f"must be a multiple of tick_minutes ({tick})")
-        )
-    if sectors is not None:
-        problems += _routing_cycles(sectors, routings)
-    return problems
-
-
-def _routing_cycles(sectors: list[str], routings: list[tuple[int, Any, Any]]) -> list[Problem]:
-    """One problem per hand-off that closes a loop, at that hand-off in the first item class
-    routing it. Dicts keep insertion order, so the same file gives the same message."""
-    edges: dict[str, dict[str, int]] = {s: {} for s in sectors}  # from -> {to: class index}
-    names = {i: str(name) for i, name, _ in routings}
-    for i, _, routing in routings:
-        for src, targets in _map(routing).items():
-            for dst, p in _map(targets).items():
-                if src in edges and dst in edges and isinstance(p, int | float) and p > 0:
-                    edges[src].setdefault(dst, i)
-    problems: list[Problem] = []
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(node: str, path: list[str]) -> None:
-        state[node] = 1
-        for nxt, i in edges[node].items():
-            if state.get(nxt) == 1:
-                loop = [*path[path.index(nxt) :], nxt]
-                culprits = sorted({names[edges[a][b]] for a, b in itertools.pairwise(loop)})
-                problems.append(
-                    (
-                        ("item_classes", i, "routing", node, nxt),
-                        f"routing has a cycle: {' -> '.join(loop)} "
-                        f"(item classes {', '.join(culprits)}); handoffs must form a DAG",
-                    )
-                )
-            elif nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[node] = 2
-
-    for s in edges:
-        if s not in state:
-            visit(s, [s])
-    return problems
-
-
 # --------------------------------------------------------------------------- loading
-
-
-def _field_path(loc: Loc, data: Any) -> Loc:
-    """``loc`` without the tag pydantic inserts for a discriminated union.
-
-    Pydantic reports ``disruptions.0.absenteeism.rate`` and
-    ``sectors.0.service.lognormal.cv``; the file has no ``absenteeism`` or ``lognormal``
-    key there, so the path a reader can follow drops it.
-    """
-    out: list[str | int] = []
-    node = data
-    for part in loc:
-        tags = (node.get("kind"), node.get("dist")) if isinstance(node, Mapping) else ()
-        if part in tags and part not in node:
-            continue
-        out.append(part)
-        if isinstance(node, Mapping):
-            node = node.get(part)
-        elif isinstance(node, list | tuple) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return tuple(out)
-
-
-def _message(e: ErrorDetails) -> str:
-    """Pydantic's message, reworded where it is vague or speaks pydantic's language."""
-    ctx = e.get("ctx") or {}
-    if e["type"] == "union_tag_invalid":
-        field = str(ctx["discriminator"]).strip("'")
-        return f"unknown {field} {ctx['tag']!r} (expected one of {ctx['expected_tags']})"
-    if e["type"] == "union_tag_not_found":
-        return f"needs a {ctx['discriminator']} field"
-    if e["type"] in {"tuple_type", "list_type"}:
-        return "should be a list"
-    if e["type"] in {"model_type", "model_attributes_type", "dict_type"}:
-        return "should be a mapping of keys to values"
-    if e["type"] == "too_short":
-        return f"needs at least {ctx['min_length']} value(s), got {ctx['actual_length']}"
-    return e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-
-
-def _format_errors(problems: list[Problem], source: str) -> str:
-    """``invalid scenario SOURCE:`` and one ``  - path: message`` line per problem, once."""
-    lines = dict.fromkeys(
-        f"  - {'.'.join(map(str, loc)) or '(top level)'}: {msg}" for loc, msg in problems
-    )
-    return "\n".join([f"invalid scenario {source}:", *lines])
-
-
-def builtin_names() -> list[str]:
-    """Names of the scenarios shipped with the package."""
-    root = resources.files("twin") / "scenarios"
-    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
 def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scenario:
@@ -698,106 +424,10 @@ def scenario_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Scena
         return Scenario.model_validate(dict(data))
     except ValidationError as err:
         errors = err.errors()
-        problems = [(_field_path(e["loc"], data), _message(e)) for e in errors]
-        if not any(e["type"] == _CROSS_REFERENCE for e in errors):
-            problems += _cross_reference_problems(data)
-        raise ScenarioError(_format_errors(problems, source)) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader that refuses duplicate keys instead of silently keeping the last."""
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
-)
-
-
-def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
-    """``at line L, column C: problem`` (1-based) for a YAML error.
-
-    PyYAML's own text names the stream ``"<unicode string>"`` (it parsed a string) and
-    spreads over several lines; the caller names the file instead.
-    """
-
-    def where(line: int, column: int) -> str:  # PyYAML counts from 0
-        return f"line {line + 1}, column {column + 1}"
-
-    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
-        problem = err.problem or "invalid syntax"
-        if err.context and err.context_mark is not None:
-            start = err.context_mark
-            problem += f" ({err.context} from {where(start.line, start.column)})"
-        elif err.context:
-            problem += f" ({err.context})"
-        return f"at {where(err.problem_mark.line, err.problem_mark.column)}: {problem}"
-    if isinstance(err, yaml.reader.ReaderError):
-        line = text.count("\n", 0, err.position)
-        column = err.position - (text.rfind("\n", 0, err.position) + 1)
-        char = f"character #x{err.character:04x}: " if isinstance(err.character, int) else ""
-        return f"at {where(line, column)}: {char}{err.reason}"
-    return "(no position given): " + str(err).replace('"<unicode string>"', "the file")
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``override`` into ``base``: mappings merge, everything else replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _read_yaml(name_or_path: str | Path, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
-    """The raw mapping of a scenario, with ``extends:`` resolved, and a label for errors."""
-    name = str(name_or_path)
-    path = Path(name_or_path).expanduser()
-    if path.suffix in {".yaml", ".yml"}:
-        if not path.is_file():
-            raise ScenarioError(f"scenario file not found: {path}")
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    elif name in builtin_names():
-        text = (resources.files("twin") / "scenarios" / f"{name}.yaml").read_text("utf-8")
-        source = f"{name!r} (built-in)"
-    elif path.is_file():
-        text, source = path.read_text(encoding="utf-8"), str(path)
-    else:
-        raise ScenarioError(
-            f"unknown scenario {name!r}: not a file, and not a built-in "
-            f"(built-ins: {', '.join(builtin_names())})"
-        )
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as err:
-        raise ScenarioError(
-            f"invalid scenario {source}: not valid YAML {_yaml_problem(err, text)}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"invalid scenario {source}: expected a mapping at the top level")
-    parent = data.pop("extends", None)
-    if parent is not None:
-        if source in chain:
-            raise ScenarioError(f"invalid scenario {source}: 'extends' loops back to itself")
-        if not Path(str(parent)).is_absolute() and path.parent != Path() and path.is_file():
-            candidate = path.parent / str(parent)
-            parent = candidate if candidate.is_file() else parent
-        base, _ = _read_yaml(parent, (*chain, source))
-        data = _merge(base, data)
-    return data, source
+        problems = [(field_path(e["loc"], data), message(e)) for e in errors]
+        if not any(e["type"] == CROSS_REFERENCE for e in errors):
+            problems += cross_reference_problems(data)
+        raise ScenarioError(format_errors(problems, source)) from None
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
@@ -806,5 +436,5 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     A file may start from another scenario with ``extends: NAME_OR_PATH`` and give only
     what differs: mappings are merged key by key, lists and values replace.
     """
-    data, source = _read_yaml(name_or_path)
+    data, source = read_yaml(name_or_path)
     return scenario_from_dict(data, source)

@@ -45,7 +45,7 @@ def schedule_calendar(m: OperationModel, t0: float, fresh: bool) -> None:
                     m._push(b_start, BREAK_START, k, b_end)
                 elif b_end > t0 and not fresh:
                     m._push(b_end, BREAK_END, k)
-    for d in m.scenario.disruptions:
+    for d in m.disruptions:
         if isinstance(d, EquipmentBreakdown):
             s = m.sector_index[d.sector]
             end = d.start_minute + d.duration_minutes

@@ -15,13 +15,13 @@ enough to send every minute.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from twin.actions import SectorAction
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 #: Time constant (minutes) of the exponential smoothing behind ``arrival_rate_per_hour``
 #: and ``completion_rate_per_hour``.

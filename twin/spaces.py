@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from twin.actions import SectorAction
+from twin.actions import Priority, SectorAction
 from twin.scenario import Scenario
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 #: The action vector's fields, in order.
 ACTION_FIELDS: tuple[str, ...] = ("lend_to", "lend_count", "flex_count", "overtime", "priority")
-PRIORITIES: tuple[str, ...] = ("fifo", "edd")
+PRIORITIES: tuple[Priority, ...] = ("fifo", "edd")
 #: Defaults for the largest lend and flex counts a policy may ask for per sector.
 DEFAULT_MAX_LEND = 5
 DEFAULT_MAX_FLEX = 5
@@ -106,7 +106,7 @@ class ActionCodec:
             lend_count=count if lend_to is not None else 0,
             flex_count=flex,
             overtime=bool(overtime),
-            priority=PRIORITIES[priority],  # type: ignore[arg-type]
+            priority=PRIORITIES[priority],
         )
 
     def encode(self, action: SectorAction) -> np.ndarray:

@@ -125,7 +125,7 @@ def on_shift_start(m: OperationModel, t: float, k: int, day: int) -> None:
     workers = [w for w in m.shift_workers[k] if w.state is OFF]
     base = m.scenario.workforce.absence_rate
     extra = [0.0] * len(m.sector_names)
-    for d in m.scenario.disruptions:
+    for d in m.disruptions:
         if isinstance(d, Absenteeism) and d.day == day:
             for s, name in enumerate(m.sector_names):
                 if d.sector in (None, name):

@@ -10,6 +10,8 @@ numbers get the same interval everywhere.
 - :func:`paired_difference`: the t interval of per-seed differences (common random
   numbers make strategies comparable seed by seed).
 - :func:`prediction_interval`: where one more draw is likely to fall.
+- :func:`paired_ratio`: a ratio of paired means (the gap a strategy closes towards
+  the hindsight bound) with a bootstrap interval.
 - :func:`wilson_interval`: a share of successes (``scipy.stats.binomtest``), which unlike
   the normal approximation stays inside [0, 1] and is not [0, 0] for 0 of n.
 """
@@ -17,6 +19,7 @@ numbers get the same interval everywhere.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -120,3 +123,49 @@ def wilson_interval(successes: int, n: int, level: float = LEVEL) -> Interval:
         return Interval(0.0, 0.0, 1.0, 0)
     ci = stats.binomtest(int(successes), int(n)).proportion_ci(level, method="wilson")
     return Interval(successes / n, float(ci.low), float(ci.high), n)
+
+
+def paired_ratio(
+    numerator: Sequence[float] | np.ndarray,
+    denominator: Sequence[float] | np.ndarray,
+    level: float = LEVEL,
+    resamples: int = 4999,
+) -> Interval:
+    """``mean(numerator) / mean(denominator)`` over paired samples, with a bootstrap
+    interval that resamples the pairs together (``scipy.stats.bootstrap``, BCa).
+
+    The gap a strategy closes towards a bound, ``mean(threshold - strategy) /
+    mean(threshold - hindsight)`` seed by seed, is such a ratio; its denominator is
+    noisy, so a t interval of per-seed ratios would be wrong. The resampling is seeded
+    (the same data give the same interval). NaN when the denominator's mean is not
+    positive (no gap to close) or there are fewer than 2 pairs.
+    """
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    n = len(num)
+    if n == 0 or den.mean() <= 0:
+        return Interval(float("nan"), float("nan"), float("nan"), n)
+    point = float(num.mean() / den.mean())
+    if n < 2:
+        return Interval(point, float("nan"), float("nan"), n)
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        return a.mean(axis=axis) / b.mean(axis=axis)
+
+    with warnings.catch_warnings():  # degenerate data: handled below
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(
+            (num, den),
+            ratio,
+            paired=True,
+            vectorized=True,
+            confidence_level=level,
+            n_resamples=resamples,
+            method="BCa",
+            rng=np.random.default_rng(0),
+        )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):  # BCa degenerates on ties
+        boots = res.bootstrap_distribution
+        low, high = (float(q) for q in np.quantile(boots, [(1 - level) / 2, (1 + level) / 2]))
+    return Interval(point, low, high, n)

@@ -88,7 +88,7 @@ class Worker(mesa.Agent):
         token: bumped whenever a scheduled event for this worker becomes void.
     """
 
-    _ids = _IdsKeptOnTheModel()  # type: ignore[assignment]
+    _ids = _IdsKeptOnTheModel()
 
     def __init__(self, model: OperationModel, home: int, shift: int, flex: bool) -> None:
         super().__init__(model)

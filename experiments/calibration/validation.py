@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from experiments.calibration.common import Window, observed_window, visits
 from experiments.calibration.data import CalibrationError, EventTable
-from experiments.calibration.fit import Window, observed_window, visits
 from twin.eventlog import EventLog
 from twin.runner import simulate
 from twin.scenario import MINUTES_PER_DAY, Scenario, scenario_from_dict

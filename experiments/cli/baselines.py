@@ -1,11 +1,13 @@
-"""``synctwin tune-baseline``, ``compare`` and ``experiment silo``: strategies side by side."""
+"""``synctwin tune-baseline``, ``compare``, ``experiment headroom`` and ``experiment silo``:
+strategies side by side."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.text import Text
@@ -15,6 +17,8 @@ from experiments.cli.console import console, err_console, fail, say, user_errors
 from experiments.cli.options import ScenarioOpt, WorkersOpt, split_list
 from experiments.cli.tables import comparison_table
 from experiments.paths import check_output_dir, check_output_file, shell_path, user_path
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- baselines
 
@@ -96,40 +100,40 @@ def compare(
     Every run is kept in --out as it finishes: an interrupted comparison continues with
     the same command and --resume.
     """
-    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from experiments.comparison.compare import (
-        baseline_tuning,
-        comparison_plan,
-        run_compare,
-        validate,
-        write_comparison,
-    )
+    from experiments.comparison.compare import check_plan, run_plan, write_comparison
     from experiments.comparison.store import RunStore
 
     scenario_list, strategy_list = split_list(scenario), split_list(strategies)
     if overwrite and resume:
         fail("--overwrite and --resume exclude each other")
     with user_errors():
-        loaded = validate(scenario_list, strategy_list)
-        plan = comparison_plan(loaded, strategy_list, list(range(seeds)))
-        RunStore(out, plan).check(resume=resume, overwrite=overwrite)
-        warn_untuned(baseline_tuning(loaded, strategy_list))
+        plan = check_plan(scenario_list, strategy_list, seeds)  # the only check of the plan
+        RunStore(out, plan.record()).check(resume=resume, overwrite=overwrite)
+        warn_untuned(plan.tuning)
     total = len(scenario_list) * len(strategy_list) * seeds
+    cmp = _with_progress(
+        total,
+        out,
+        lambda progress: run_plan(
+            plan, workers=workers, progress=progress, out=out, resume=resume, overwrite=overwrite
+        ),
+    )
+    paths = write_comparison(cmp, out, report=report)
+    for name in cmp.scenarios:
+        console.print(comparison_table(cmp.summary, name))
+    say("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _with_progress(total: int, out: Path, work: Callable[[Callable[[int], None]], T]) -> T:
+    """Run ``work(progress)`` under a progress bar of ``total`` runs; on Ctrl-C say that the
+    finished runs are kept in ``out`` and how to continue, and exit 130."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err_console) as bar, user_errors():
             task = bar.add_task("runs", total=total)
-            cmp = run_compare(
-                scenario_list,
-                strategy_list,
-                seeds,
-                workers=workers,
-                progress=lambda k: bar.advance(task, k),
-                out=out,
-                resume=resume,
-                overwrite=overwrite,
-            )
+            return work(lambda k: bar.advance(task, k))
     except KeyboardInterrupt:
         err_console.print(
             Text(
@@ -138,9 +142,54 @@ def compare(
             )
         )
         raise typer.Exit(130) from None
-    paths = write_comparison(cmp, out, report=report)
-    for name in cmp.scenarios:
-        console.print(comparison_table(cmp.summary, name))
+
+
+@experiment_app.command("headroom")
+def experiment_headroom(
+    scenario: Annotated[
+        str | None,
+        typer.Option("--scenario", "-s", help="scenario(s), comma-separated (default: built-ins)"),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="seeds 0..N-1 per arm")] = 10,
+    out: Annotated[Path, typer.Option(help="output directory", callback=user_path)] = Path(
+        "runs/headroom"
+    ),
+    workers: WorkersOpt = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="replace an experiment already in --out")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the experiment in --out (same options)")
+    ] = False,
+) -> None:
+    """Headroom per scenario: static, threshold, lookahead and the hindsight bound, the
+    regular payroll, the avoidable cost, and which scenarios form the headroom suite."""
+    from experiments.comparison.compare import check_plan
+    from experiments.comparison.headroom import ARMS, default_scenarios, run_headroom, write
+    from experiments.comparison.store import RunStore
+
+    scenario_list = split_list(scenario) if scenario else default_scenarios()
+    if overwrite and resume:
+        fail("--overwrite and --resume exclude each other")
+    with user_errors():
+        plan = check_plan(scenario_list, list(ARMS), seeds)
+        RunStore(out, plan.record()).check(resume=resume, overwrite=overwrite)
+        warn_untuned(plan.tuning)
+    result = _with_progress(
+        len(scenario_list) * len(ARMS) * seeds,
+        out,
+        lambda progress: run_headroom(
+            scenario_list,
+            seeds,
+            out=out,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+        ),
+    )
+    paths = write(result, out)
+    sys.stdout.write((out / "headroom.md").read_text())
     say("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -158,13 +207,13 @@ def experiment_silo(
     """Silo vs synchronized: sector-local managers vs one that sees the whole flow."""
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from experiments.comparison.compare import baseline_tuning, validate
+    from experiments.comparison.compare import check_plan
     from experiments.comparison.silo import ARMS, run_silo, write
 
     scenario_list = split_list(scenario)
     with user_errors():
         check_output_dir(out)
-        warn_untuned(baseline_tuning(validate(scenario_list, list(ARMS)), list(ARMS)))
+        warn_untuned(check_plan(scenario_list, list(ARMS), seeds).tuning)
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console) as bar:
         task = bar.add_task("runs", total=len(scenario_list) * len(ARMS) * seeds)

@@ -57,7 +57,9 @@ def calibrate_cmd(
     validate_seeds: Annotated[int, typer.Option(min=2, help="twin runs for --validate")] = 8,
 ) -> None:
     """Fit a scenario to an operation's event log (method: experiments/calibration/fit.py)."""
-    from experiments.calibration import fit as cal_mod
+    from experiments.calibration.data import CalibrationError
+    from experiments.calibration.fit import calibrate_inputs, load_inputs
+    from experiments.calibration.output import scenario_name, write_scenario
     from experiments.calibration.validation import holdout_split
     from experiments.calibration.validation import validate as run_validation
     from experiments.reporting.calibration import console_summary, write_report
@@ -69,11 +71,11 @@ def calibrate_cmd(
         if report is not None:
             check_output_file(report, "--report")
     try:
-        inputs = cal_mod.load_inputs(events, sc, roster, attendance, equipment)
+        inputs = load_inputs(events, sc, roster, attendance, equipment)
         windows = holdout_split(inputs.table, holdout_days) if validate else (None, None)
-        cal = cal_mod.calibrate_inputs(inputs, sc, cal_mod.scenario_name(out), windows[0])
-        cal_mod.write_scenario(cal, out)
-    except cal_mod.CalibrationError as err:
+        cal = calibrate_inputs(inputs, sc, scenario_name(out), windows[0])
+        write_scenario(cal, out)
+    except CalibrationError as err:
         fail(str(err))
     checked = None
     if validate and windows[0] is not None and windows[1] is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,10 @@ from experiments.cli.console import console, err_console, say, user_errors, warn
 from experiments.cli.options import ScenarioOpt, SeedOpt
 from experiments.cli.tables import comparison_table, kpi_table
 from experiments.paths import check_output_dir, user_path
+
+if TYPE_CHECKING:
+    from twin.reality import Reality
+    from twin.scenario import Scenario
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -33,6 +37,37 @@ def scenarios() -> None:
 
 
 # --------------------------------------------------------------------------- simulate
+
+
+def _clock(minute: int) -> str:
+    day, m = divmod(int(minute), 24 * 60)
+    return (f"day {day} " if day else "") + f"{m // 60:02d}:{m % 60:02d}"
+
+
+def reality_lines(reality: Reality, scenario: Scenario) -> list[str]:
+    """What a seed realized beyond the plan, in a floor manager's words (one line each)."""
+    lines: list[str] = []
+    summary = reality.summary(scenario)
+    for cls, factors in summary.get("demand_factor_by_day", {}).items():
+        if any(abs(f - 1) > 1e-9 for f in factors):
+            days = ", ".join(f"{f:.2f}" for f in factors)
+            lines.append(f"{cls} demand x{days} of the forecast (by day)")
+    seen: dict[tuple[int, int, float], list[str]] = {}
+    for sg in reality.surges:
+        seen.setdefault((sg.start_minute, sg.end_minute, sg.multiplier), []).append(
+            sg.item_class or "all classes"
+        )
+    for (a, b, mult), classes in seen.items():
+        lines.append(f"unplanned surge {_clock(a)}-{_clock(b)}: x{mult:.2f} {', '.join(classes)}")
+    for ab in reality.absences:
+        lines.append(f"unplanned absence, day {ab.day}: {ab.sector} +{ab.rate:.0%}")
+    for o in reality.outages:
+        end = o.start_minute + o.duration_minutes
+        lines.append(
+            f"unplanned outage: {o.sector} {o.stations} stations "
+            f"{_clock(o.start_minute)}-{_clock(end)}"
+        )
+    return lines or ["nothing: reality followed the plan"]
 
 
 @app.command()
@@ -87,6 +122,10 @@ def simulate(
     k = model.kpis()
     cols = {"total": k.total.model_dump()} | {n: r.model_dump() for n, r in k.sectors.items()}
     console.print(kpi_table(f"{sc.name} / {strategy} / seed {seed}", cols))
+    if sc.uncertainty is not None:
+        say("beyond the plan, this seed realized:")
+        for line in reality_lines(model.reality, sc):
+            say(f"  {line}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "kpis.json").write_text(json.dumps(k.flat(), indent=2) + "\n")
@@ -104,7 +143,12 @@ def simulate(
             + "\n"
         )
         model.timeseries().to_parquet(out / "timeseries.parquet", index=False)
-        written = (out / f for f in ("kpis.json", "timeseries.parquet", "run.json"))
+        names = ["kpis.json", "timeseries.parquet", "run.json"]
+        if sc.uncertainty is not None:
+            realized = model.reality.summary(sc)
+            (out / "realized.json").write_text(json.dumps(realized, indent=2) + "\n")
+            names.append("realized.json")
+        written = (out / f for f in names)
         say("wrote " + ", ".join(map(str, written)))
     if log is not None and log_events is not None:
         files = log.write(log_events, sc)

@@ -28,7 +28,9 @@ def comparison_table(summary, scenario: str) -> Table:
     """One scenario's comparison, one row per strategy; fits an 80-column terminal.
 
     Total cost is mean ± the 95% interval's half-width; the paired difference against the
-    first strategy is starred when its 95% interval excludes zero (summary.csv has all).
+    first strategy is starred when its 95% interval excludes zero; avoidable is total
+    minus regular pay; with threshold and hindsight both run, "gap closed" is the share
+    of the threshold -> hindsight gap a strategy closes (summary.csv has all intervals).
     """
     import math
 
@@ -48,8 +50,10 @@ def comparison_table(summary, scenario: str) -> Table:
         collapse_padding=True,
         pad_edge=False,
     )
-    heads = ("strategy", "cost ± 95%", "/static", "Δ cost", "misses", "OT h")
-    for col in (*heads, "flex h", "moves"):
+    gap = "gap_closed" in rows.columns and rows["gap_closed"].notna().any()
+    heads = ("strategy", "cost ± 95%", "/static", "Δ cost", "avoidable", "misses", "OT h")
+    tail = ("gap closed",) if gap else ("flex h", "moves")
+    for col in (*heads, *tail):
         table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for strategy in dict.fromkeys(rows["strategy"]):
         k = rows[rows["strategy"] == strategy].set_index("kpi")
@@ -57,14 +61,20 @@ def comparison_table(summary, scenario: str) -> Table:
         half = (cost["ci95_high"] - cost["ci95_low"]) / 2
         norm = cost["normalized"]
         star = not (cost["diff_ci95_low"] <= 0 <= cost["diff_ci95_high"])
+        if gap:
+            g = cost["gap_closed"]
+            last = ["–" if math.isnan(g) else f"{g:.2f}"]
+        else:
+            last = [f"{k.loc['flex_hours', 'mean']:,.1f}", f"{k.loc['transfers', 'mean']:,.0f}"]
+        avoidable = k.loc["avoidable_cost", "mean"] if "avoidable_cost" in k.index else math.nan
         table.add_row(
             label(strategy),
             f"{cost['mean']:,.0f}" + ("" if math.isnan(half) else f" ± {half:,.0f}"),
             "–" if math.isnan(norm) else f"{norm:.3f}",
             "–" if strategy == ref else f"{cost['diff_mean']:+,.0f}{' *' if star else ''}",
+            "–" if math.isnan(avoidable) else f"{avoidable:,.0f}",
             f"{k.loc['sla_misses', 'mean']:,.0f}",
             f"{k.loc['overtime_hours', 'mean']:,.1f}",
-            f"{k.loc['flex_hours', 'mean']:,.1f}",
-            f"{k.loc['transfers', 'mean']:,.0f}",
+            *last,
         )
     return table

@@ -26,11 +26,9 @@ Outputs in ``DIR``:
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,14 +36,16 @@ import numpy as np
 import pandas as pd
 
 from agents import StrategyError, check_strategy, tuning_of
+from agents.evaluation import process_pool
 from experiments.comparison.store import RunStore, write_json
 from experiments.comparison.strategies import POLICY_PREFIX, controller_for
-from twin.actions import SectorAction
+from twin.actions import SectorAction, TwinAware
 from twin.kpis import KPI_NAMES
+from twin.model import OperationModel
 from twin.runner import simulate
 from twin.scenario import Scenario, ScenarioError, load_scenario
 from twin.snapshot import OperationSnapshot
-from twin.stats import paired_difference, t_interval
+from twin.stats import paired_difference, paired_ratio, t_interval
 
 ID_COLUMNS = ("scenario", "strategy", "seed")
 TIMING_COLUMNS = ("decisions", "decide_seconds_mean", "decide_seconds_max", "wall_seconds")
@@ -58,6 +58,11 @@ class TimedController:
     def __init__(self, inner) -> None:
         self.inner = inner
         self.seconds: list[float] = []
+
+    def attach(self, model: OperationModel) -> None:
+        """Pass the twin on to a controller that needs it (the hindsight bound)."""
+        if isinstance(self.inner, TwinAware):
+            self.inner.attach(model)
 
     def decide(self, snapshot: OperationSnapshot) -> dict[str, SectorAction]:
         t0 = time.perf_counter()
@@ -159,7 +164,44 @@ def summarize(
                         "normalized": norm,
                     }
                 )
-    return pd.DataFrame(rows)
+    return _with_gap_closed(pd.DataFrame(rows), results, strategies)
+
+
+#: the strategy the hindsight bound improves on, and the bound
+GAP_FROM, GAP_TO = "threshold", "hindsight"
+
+
+def _with_gap_closed(
+    summary: pd.DataFrame, results: pd.DataFrame, strategies: Sequence[str]
+) -> pd.DataFrame:
+    """Add ``gap_closed`` (with its 95% interval) to the ``total_cost`` rows when both
+    threshold and hindsight ran: ``(threshold - strategy) / (threshold - hindsight)``,
+    seed by seed (paired), 1 for hindsight itself, 0 for threshold."""
+    if GAP_FROM not in strategies or GAP_TO not in strategies:
+        return summary
+    summary = summary.assign(gap_closed=np.nan, gap_ci95_low=np.nan, gap_ci95_high=np.nan)
+    for scenario in dict.fromkeys(results["scenario"]):
+        sub = results[results["scenario"] == scenario]
+        cost = sub.pivot_table(index="seed", columns="strategy", values="total_cost")
+        cost = cost.dropna(subset=[GAP_FROM, GAP_TO])
+        gap = (cost[GAP_FROM] - cost[GAP_TO]).to_numpy()
+        for strategy in strategies:
+            if strategy not in cost:
+                continue
+            saved = (cost[GAP_FROM] - cost[strategy]).to_numpy()
+            ok = np.isfinite(saved)
+            g = paired_ratio(saved[ok], gap[ok])
+            at = (
+                (summary["scenario"] == scenario)
+                & (summary["strategy"] == strategy)
+                & (summary["kpi"] == "total_cost")
+            )
+            summary.loc[at, ["gap_closed", "gap_ci95_low", "gap_ci95_high"]] = [
+                g.mean,
+                g.low,
+                g.high,
+            ]
+    return summary
 
 
 def timing_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -188,6 +230,8 @@ class Comparison:
     seeds: list[int]
     #: (scenario, strategy) -> ``tuned`` / ``untuned`` / ``stale`` for threshold-based ones
     tuning: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: the directory whose ``compare.json`` already records this comparison (its run store)
+    recorded_in: Path | None = None
 
     @property
     def baseline(self) -> str:
@@ -195,13 +239,37 @@ class Comparison:
         return BASELINE
 
 
-def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, Scenario]:
+@dataclass(frozen=True)
+class ComparePlan:
+    """A checked comparison (:func:`check_plan`): what :func:`run_plan` runs, unchecked."""
+
+    #: every scenario as given (built-in name or YAML path) -> loaded
+    scenarios: dict[str, Scenario]
+    strategies: list[str]
+    seeds: list[int]
+    #: (scenario name, strategy) -> :func:`agents.tuning_of` label, threshold-based ones only
+    tuning: dict[tuple[str, str], str]
+
+    def record(self) -> dict[str, object]:
+        """The plan as ``compare.json`` records it (see :func:`comparison_plan`)."""
+        return comparison_plan(self.scenarios, self.strategies, self.seeds)
+
+
+def check_plan(
+    scenarios: Sequence[str], strategies: Sequence[str], seeds: int | Sequence[int]
+) -> ComparePlan:
     """Load every scenario and build every controller once, so bad names fail before any run.
+
+    Args:
+        scenarios: built-in names or YAML paths.
+        strategies: strategy names (the first is the reference of the paired differences).
+        seeds: how many seeds (``0 .. seeds-1``) or the seeds themselves.
 
     Raises:
         ScenarioError: no scenario, one named twice, an unknown one or an invalid file.
         StrategyError: no strategy, one named twice, an unknown one or a bad tuned file.
         BundleError: a ``policy:DIR`` bundle that is missing, corrupt or incompatible.
+        ValueError: no seed.
     """
     if not scenarios:
         raise ScenarioError("give at least one scenario (--scenario NAME[,NAME...])")
@@ -221,36 +289,26 @@ def validate(scenarios: Sequence[str], strategies: Sequence[str]) -> dict[str, S
             except StrategyError as err:
                 raise StrategyError(f"{err}; or {POLICY_PREFIX}BUNDLE_DIR") from None
     loaded = {}
+    tuning = {}
     for name in scenarios:
         sc = load_scenario(name)
         loaded[name] = sc
         for s in strategies:
-            controller_for(s, sc, 0)
+            controller = controller_for(s, sc, 0)
+            label = None if s.startswith(POLICY_PREFIX) else tuning_of(controller)
+            if label is not None:
+                tuning[(sc.name, s)] = label
     same = _named_twice([sc.name for sc in loaded.values()])
     if same:
         raise ScenarioError(f"two scenarios are both named {same[0]!r}; give each its own name")
-    return loaded
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ValueError("give at least one seed")
+    return ComparePlan(loaded, list(strategies), seed_list, tuning)
 
 
 def _named_twice(names: Sequence[str]) -> list[str]:
     return sorted({n for n in names if list(names).count(n) > 1})
-
-
-def baseline_tuning(loaded: dict[str, Scenario], strategies: Sequence[str]) -> dict[tuple, str]:
-    """Per (scenario name, strategy): whether its threshold parameters are tuned for it.
-
-    Values are :func:`agents.tuning_of` labels (``tuned``, ``untuned``, ``stale``); strategies
-    without thresholds (static, random, policy bundles) are left out.
-    """
-    out = {}
-    for sc in loaded.values():
-        for s in strategies:
-            if s.startswith(POLICY_PREFIX):
-                continue
-            label = tuning_of(controller_for(s, sc, 0))
-            if label is not None:
-                out[(sc.name, s)] = label
-    return out
 
 
 def comparison_plan(
@@ -276,34 +334,49 @@ def run_compare(
     resume: bool = False,
     overwrite: bool = False,
 ) -> Comparison:
-    """Run every scenario x strategy x seed (in a process pool) and summarise.
+    """:func:`check_plan`, then :func:`run_plan` (see both for the arguments).
+
+    Raises:
+        ScenarioError, StrategyError, BundleError, ValueError: see :func:`check_plan`.
+        CompareDirError: ``out`` cannot take this comparison (checked before any run).
+    """
+    plan = check_plan(scenarios, strategies, seeds)
+    return run_plan(
+        plan, workers=workers, progress=progress, out=out, resume=resume, overwrite=overwrite
+    )
+
+
+def run_plan(
+    plan: ComparePlan,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    out: Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Comparison:
+    """Run every scenario x strategy x seed of a checked plan (in a process pool) and summarise.
 
     Args:
-        scenarios: built-in names or YAML paths.
-        strategies: strategy names (the first is the reference of the paired differences).
-        seeds: how many seeds (``0 .. seeds-1``) or the seeds themselves.
+        plan: from :func:`check_plan` (not checked again).
         workers: processes (default: all cores; 1 runs in this process).
         progress: called with the number of runs just finished (resumed ones first).
         out: keep every run in this directory as it finishes
-            (:class:`experiments.comparison.store.RunStore`).
+            (:class:`experiments.comparison.store.RunStore`, which records the plan in
+            ``compare.json``).
         resume: with ``out``, run only what a comparison there has not finished.
         overwrite: with ``out``, replace a comparison already there.
 
     Raises:
-        ScenarioError, StrategyError, BundleError: see :func:`validate`.
         CompareDirError: ``out`` cannot take this comparison (checked before any run).
     """
-    loaded = validate(scenarios, strategies)
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seed_list:
-        raise ValueError("give at least one seed")
+    loaded, strategies, seed_list = plan.scenarios, plan.strategies, plan.seeds
     jobs = [
         Run(sc, st, seed, keep_timeseries=(i == 0))
-        for sc in scenarios
+        for sc in loaded
         for st in strategies
         for i, seed in enumerate(seed_list)
     ]
-    store = RunStore(out, comparison_plan(loaded, strategies, seed_list)) if out else None
+    store = RunStore(out, plan.record()) if out else None
     results: list[RunResult | None] = [None] * len(jobs)
     if store is not None:
         for i, row in store.open(resume=resume, overwrite=overwrite).items():
@@ -321,13 +394,12 @@ def run_compare(
     # the slowest jobs first, so the pool is not left waiting on one at the end
     todo = [i for i in range(len(jobs)) if results[i] is None]
     todo.sort(key=lambda i: not jobs[i].strategy.startswith("lookahead"))
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(todo) <= 1:
+    pool = process_pool(workers, jobs=len(todo))
+    if pool is None:
         for i in todo:
             finished(i, run_one(jobs[i]))
     else:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+        with pool:
             futures = {pool.submit(run_one, jobs[i]): i for i in todo}
             for fut in as_completed(futures):
                 finished(futures[fut], fut.result())
@@ -343,7 +415,7 @@ def run_compare(
     frame["strategy"] = frame["strategy"].astype(str)
     ts_parts = [r.timeseries for r in done if r.timeseries is not None]
     ts = pd.concat(ts_parts, ignore_index=True) if ts_parts else pd.DataFrame()
-    tuning = baseline_tuning(loaded, strategies)
+    tuning = plan.tuning
     summary = summarize(frame, strategies)
     summary.insert(
         summary.columns.get_loc("n"),
@@ -361,7 +433,8 @@ def run_compare(
         scenarios={sc.name: sc for sc in loaded.values()},
         strategies=list(strategies),
         seeds=seed_list,
-        tuning=tuning,
+        tuning=dict(tuning),
+        recorded_in=out,
     )
 
 
@@ -377,7 +450,8 @@ def write_comparison(cmp: Comparison, out: Path, report: bool = True) -> list[Pa
     paths.append(out / "timing.csv")
     cmp.timing.to_csv(paths[-1], index=False, float_format="%.6g")
     paths.append(out / "compare.json")
-    write_json(paths[-1], comparison_plan(cmp.scenarios, cmp.strategies, cmp.seeds))
+    if cmp.recorded_in is None or Path(cmp.recorded_in).resolve() != out.resolve():
+        write_json(paths[-1], comparison_plan(cmp.scenarios, cmp.strategies, cmp.seeds))
     if report:
         paths.append(out / "report.html")
         write_report(cmp, paths[-1])

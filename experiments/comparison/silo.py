@@ -23,16 +23,20 @@ Outputs in ``DIR``: ``results.parquet``, ``summary.csv`` (as ``compare``), ``sil
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from experiments.comparison.compare import Comparison, run_compare, summarize
+from experiments.reporting.document import Document, ci
 from twin.scenario import Scenario
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 ARMS = ("static", "silo", "threshold")
 ARM_LABELS = {"static": "plan", "silo": "silo (local)", "threshold": "synchronized"}
@@ -126,12 +130,6 @@ def run_silo(
     return SiloResult(cmp, table, pd.DataFrame(findings))
 
 
-def _ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
-    if not np.isfinite(lo):
-        return f"{mean:,.{digits}f}"
-    return f"{mean:,.{digits}f} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
-
-
 def markdown(result: SiloResult) -> str:
     """README-ready markdown: the method, one table per scenario, the verdicts."""
     n = len(result.comparison.seeds)
@@ -161,7 +159,7 @@ def markdown(result: SiloResult) -> str:
             r = t[t["sector"] == sector].set_index("arm")
             cells = [f"`{sector}`", r.loc["static", "role"] or ""]
             cells += [
-                _ci(*r.loc[a, ["sla_misses", "sla_misses_ci95_low", "sla_misses_ci95_high"]])
+                ci(*r.loc[a, ["sla_misses", "sla_misses_ci95_low", "sla_misses_ci95_high"]])
                 for a in ARMS
             ]
             cells += [f"{r.loc[a, 'queue_mean']:,.1f}" for a in ARMS]
@@ -197,10 +195,8 @@ def markdown(result: SiloResult) -> str:
     return "\n".join(out)
 
 
-def _plots(result: SiloResult) -> list[str]:
+def _plots(result: SiloResult) -> list[Figure]:
     import matplotlib.pyplot as plt
-
-    from experiments.reporting.comparison import png
 
     cmp = result.comparison
     colors = {a: plt.get_cmap("tab10")(i) for i, a in enumerate(ARMS)}
@@ -227,7 +223,7 @@ def _plots(result: SiloResult) -> list[str]:
             ax.set_title(f"{name}: {title} (* = bottleneck)", fontsize=10)
         axes[0].legend(fontsize=8)
         fig.tight_layout()
-        imgs.append(png(fig))
+        imgs.append(fig)
         ts = cmp.timeseries[cmp.timeseries["scenario"] == name]
         fig, axes = plt.subplots(1, len(focus), figsize=(3.7 * len(focus), 3.0), squeeze=False)
         for ax, sector in zip(axes[0], focus, strict=True):
@@ -241,8 +237,17 @@ def _plots(result: SiloResult) -> list[str]:
         axes[0][0].legend(fontsize=8)
         fig.suptitle(f"{name}: queues over the day, seed {cmp.seeds[0]}", fontsize=10)
         fig.tight_layout()
-        imgs.append(png(fig))
+        imgs.append(fig)
     return imgs
+
+
+def page(result: SiloResult, text: str) -> Document:
+    """The HTML page: the README-ready text, then the plots."""
+    doc = Document("SyncTwin: silo vs synchronized", heading="Silo vs synchronized")
+    doc.lead.preformatted(text)
+    for fig in _plots(result):
+        doc.lead.figure(fig)
+    return doc
 
 
 def write(result: SiloResult, out: Path) -> list[Path]:
@@ -255,12 +260,5 @@ def write(result: SiloResult, out: Path) -> list[Path]:
     result.table.to_csv(paths[2], index=False, float_format="%.6g")
     text = markdown(result)
     paths[3].write_text(text + "\n", encoding="utf-8")
-    body = "".join(f"<pre>{html.escape(text)}</pre>") + "".join(_plots(result))
-    page = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        "<title>SyncTwin: silo vs synchronized</title></head><body>"
-        f"<h1>Silo vs synchronized</h1>{body}</body></html>\n"
-    )
-    paths.append(out / "silo.html")
-    paths[-1].write_text(page, encoding="utf-8")
+    paths.append(page(result, text).write(out / "silo.html"))
     return paths

@@ -15,9 +15,6 @@ backend; nothing is fetched from outside the file.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from experiments.reporting.document import Document, Section, bold, ci, code, fixed, italic
 from twin.scenario import Scenario
 from twin.stats import t_interval
 
@@ -44,28 +42,6 @@ KPI_PANELS = (
     ("transfers", "transfers (workers moved)"),
 )
 COST_PARTS = ("regular", "overtime", "flex", "transfer", "SLA penalty")
-
-CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1100px; color: #222; line-height: 1.4; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
-th, td { border: 1px solid #ddd; padding: .3em .6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f4f4f4; }
-img { max-width: 100%; display: block; margin: 1em 0; }
-.note { color: #555; font-size: .9em; }
-.warn { color: #8a4b00; background: #fff4e0; padding: .4em .6em; }
-"""
-
-
-def png(fig: plt.Figure) -> str:
-    """The figure as a base64 PNG ``<img>`` tag (and the figure closed)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
 
 
 def _colors(strategies: Sequence[str]) -> dict[str, tuple]:
@@ -92,46 +68,44 @@ def cost_parts(results: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     )
 
 
-def _fmt(x: float, digits: int = 1) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:,.{digits}f}"
-
-
-def _ci(mean: float, lo: float, hi: float, digits: int = 1) -> str:
-    if not np.isfinite(lo):
-        return _fmt(mean, digits)
-    return f"{_fmt(mean, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
-
-
-def _headline_table(summary: pd.DataFrame, strategies: Sequence[str]) -> str:
+def _headline_table(summary: pd.DataFrame, strategies: Sequence[str]) -> list[list[str]]:
     ref = summary["diff_vs"].iloc[0]
-    head = (
-        "<tr><th>strategy</th><th>total cost, mean [95% CI]</th>"
-        "<th>cost normalised to static = 1.0</th>"
-        f"<th>Δ cost vs {html.escape(ref)} [95% CI, paired]</th><th>SLA misses</th>"
-        "<th>overtime h</th><th>flex h</th><th>transfers</th></tr>"
-    )
-    body = []
+    rows = []
     for s in strategies:
-        rows = summary[summary["strategy"] == s].set_index("kpi")
-        cost = rows.loc["total_cost"]
+        kpis = summary[summary["strategy"] == s].set_index("kpi")
+        cost = kpis.loc["total_cost"]
         cells = [
-            html.escape(s),
-            _ci(cost["mean"], cost["ci95_low"], cost["ci95_high"], 0),
-            _fmt(cost["normalized"], 3),
+            s,
+            ci(cost["mean"], cost["ci95_low"], cost["ci95_high"], 0),
+            fixed(cost["normalized"], 3),
             "–"
             if s == ref
-            else _ci(cost["diff_mean"], cost["diff_ci95_low"], cost["diff_ci95_high"], 0),
+            else ci(cost["diff_mean"], cost["diff_ci95_low"], cost["diff_ci95_high"], 0),
         ]
         for k in ("sla_misses", "overtime_hours", "flex_hours", "transfers"):
-            r = rows.loc[k]
-            cells.append(_ci(r["mean"], r["ci95_low"], r["ci95_high"]))
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table>{head}{''.join(body)}</table>"
+            r = kpis.loc[k]
+            cells.append(ci(r["mean"], r["ci95_low"], r["ci95_high"]))
+        rows.append(cells)
+    return rows
+
+
+def _headline_columns(summary: pd.DataFrame) -> list[str]:
+    ref = summary["diff_vs"].iloc[0]
+    return [
+        "strategy",
+        "total cost, mean [95% CI]",
+        "cost normalised to static = 1.0",
+        f"Δ cost vs {ref} [95% CI, paired]",
+        "SLA misses",
+        "overtime h",
+        "flex h",
+        "transfers",
+    ]
 
 
 def _normalized_plot(
     res: pd.DataFrame, strategies: Sequence[str], colors, baseline: str
-) -> str | None:
+) -> plt.Figure:
     ref = baseline if baseline in strategies else strategies[0]
     base = res[res["strategy"] == ref].set_index("seed")["total_cost"]
     means, los, his = [], [], []
@@ -155,10 +129,10 @@ def _normalized_plot(
     for xi, m in zip(x, means, strict=True):
         ax.annotate(f"{m:.3f}", (xi, m), ha="center", va="bottom", fontsize=8,
                     xytext=(0, 2), textcoords="offset points")  # fmt: skip
-    return png(fig)
+    return fig
 
 
-def _kpi_bars(summary: pd.DataFrame, strategies: Sequence[str], colors) -> str:
+def _kpi_bars(summary: pd.DataFrame, strategies: Sequence[str], colors) -> plt.Figure:
     fig, axes = plt.subplots(2, 3, figsize=(11, 5.5))
     x = np.arange(len(strategies))
     for ax, (kpi, label) in zip(axes.flat, KPI_PANELS, strict=True):
@@ -174,10 +148,10 @@ def _kpi_bars(summary: pd.DataFrame, strategies: Sequence[str], colors) -> str:
             ax.set_ylim(max(0.0, low - 0.01), 1.0)
     fig.suptitle("KPIs, mean over seeds with 95% confidence intervals")
     fig.tight_layout()
-    return png(fig)
+    return fig
 
 
-def _cost_breakdown(res: pd.DataFrame, sc: Scenario, strategies: Sequence[str]) -> str:
+def _cost_breakdown(res: pd.DataFrame, sc: Scenario, strategies: Sequence[str]) -> plt.Figure:
     parts = cost_parts(res, sc).groupby("strategy").mean().loc[list(strategies)]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bottom = np.zeros(len(strategies))
@@ -190,10 +164,10 @@ def _cost_breakdown(res: pd.DataFrame, sc: Scenario, strategies: Sequence[str]) 
     ax.set_title("Where the money goes: labour (regular, overtime, flex, transfer) vs SLA penalty")
     ax.legend(fontsize=8, ncols=3, loc="lower right")
     ax.tick_params(axis="x", labelsize=8)
-    return png(fig)
+    return fig
 
 
-def _sector_misses(summary: pd.DataFrame, sc: Scenario, strategies, colors) -> str:
+def _sector_misses(summary: pd.DataFrame, sc: Scenario, strategies, colors) -> plt.Figure:
     sectors = sc.sector_names
     width = 0.8 / len(strategies)
     fig, ax = plt.subplots(figsize=(9, 3.5))
@@ -209,10 +183,10 @@ def _sector_misses(summary: pd.DataFrame, sc: Scenario, strategies, colors) -> s
     ax.set_ylabel("SLA misses charged")
     ax.set_title("SLA misses by sector (95% CI)")
     ax.legend(fontsize=8)
-    return png(fig)
+    return fig
 
 
-def _over_time(ts: pd.DataFrame, sc: Scenario, strategies, colors, seed: int) -> str:
+def _over_time(ts: pd.DataFrame, sc: Scenario, strategies, colors, seed: int) -> plt.Figure:
     sectors = sc.sector_names
     fig, axes = plt.subplots(len(sectors), 2, figsize=(11, 1.9 * len(sectors)), sharex=True)
     axes = np.atleast_2d(axes)
@@ -231,87 +205,97 @@ def _over_time(ts: pd.DataFrame, sc: Scenario, strategies, colors, seed: int) ->
     axes[0, 0].legend(fontsize=7, ncols=len(strategies))
     fig.suptitle(f"Backlog and staffing over time per sector (seed {seed})")
     fig.tight_layout()
-    return png(fig)
+    return fig
 
 
-def _timing_table(timing: pd.DataFrame) -> str:
-    cols = [
-        ("scenario", "scenario"),
-        ("strategy", "strategy"),
-        ("decisions_per_run", "decisions / run"),
-        ("decide_ms_mean", "ms / decision (mean)"),
-        ("decide_ms_max", "ms / decision (max)"),
-        ("run_seconds_mean", "s / run"),
-    ]
-    head = "".join(f"<th>{label}</th>" for _, label in cols)
-    body = []
-    for _, r in timing.iterrows():
-        cells = [html.escape(str(r["scenario"])), html.escape(str(r["strategy"]))]
-        cells += [_fmt(r[c], 2 if "ms" in c or "seconds" in c else 0) for c, _ in cols[2:]]
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+TIMING_COLUMNS = {
+    "scenario": "scenario",
+    "strategy": "strategy",
+    "decisions_per_run": "decisions / run",
+    "decide_ms_mean": "ms / decision (mean)",
+    "decide_ms_max": "ms / decision (max)",
+    "run_seconds_mean": "s / run",
+}
 
 
-def _tuning_notes(cmp: Comparison, scenario: str) -> list[str]:
+def _timing_table(timing: pd.DataFrame) -> pd.DataFrame:
+    t = timing[list(TIMING_COLUMNS)].astype({"scenario": str, "strategy": str})
+    return t.astype({c: float for c in list(TIMING_COLUMNS)[2:]}).rename(columns=TIMING_COLUMNS)
+
+
+def _tuning_notes(cmp: Comparison, scenario: str, section: Section) -> None:
     """A warning for every baseline whose thresholds were not tuned for this scenario."""
-    notes = []
     for (name, strategy), label in cmp.tuning.items():
         if name != scenario or label == "tuned":
             continue
-        base = html.escape(strategy.split(":")[0])
+        base = strategy.split(":")[0]
         why = (
             "no tuned parameters exist for this scenario, so it ran with the untuned defaults"
             if label == "untuned"
             else "its tuned parameters are for an earlier version of this scenario"
         )
-        notes.append(
-            f'<p class="warn"><b>{html.escape(strategy)}</b>: {why} and may be far from its '
-            "best. Tune it with <code>synctwin tune-baseline --scenario FILE --out "
-            f"TUNED.json</code>, then compare <code>{base}:TUNED.json</code>.</p>"
+        section.warning(
+            bold(strategy),
+            f": {why} and may be far from its best. Tune it with ",
+            code("synctwin tune-baseline --scenario FILE --out TUNED.json"),
+            ", then compare ",
+            code(f"{base}:TUNED.json"),
+            ".",
         )
-    return notes
 
 
-def render_report(cmp: Comparison) -> str:
-    """The report as an HTML string."""
+def build_report(cmp: Comparison) -> Document:
+    """The report as a :class:`~experiments.reporting.document.Document`."""
     strategies = cmp.strategies
     colors = _colors(strategies)
     seed = cmp.seeds[0]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        "<title>SyncTwin strategy comparison</title>",
-        f"<style>{CSS}</style></head><body>",
-        "<h1>SyncTwin strategy comparison</h1>",
-        f"<p>Strategies: <b>{html.escape(', '.join(strategies))}</b>; seeds "
-        f"{cmp.seeds[0]}..{cmp.seeds[-1]} ({len(cmp.seeds)} per strategy, common random "
-        "numbers: seed <i>k</i> gives every strategy the same demand and absences). "
-        "Intervals are Student-t 95% intervals over seeds; differences are paired by seed "
-        f"against <b>{html.escape(strategies[0])}</b>.</p>",
-    ]
+    doc = Document(
+        "SyncTwin strategy comparison",
+        subtitle=[
+            "Strategies: ",
+            bold(", ".join(strategies)),
+            f"; seeds {cmp.seeds[0]}..{cmp.seeds[-1]} ({len(cmp.seeds)} per strategy, common "
+            "random numbers: seed ",
+            italic("k"),
+            " gives every strategy the same demand and absences). Intervals are Student-t 95% "
+            "intervals over seeds; differences are paired by seed against ",
+            bold(strategies[0]),
+            ".",
+        ],
+    )
     for name, sc in cmp.scenarios.items():
         res = cmp.results[cmp.results["scenario"] == name]
         summ = cmp.summary[cmp.summary["scenario"] == name]
         ts = cmp.timeseries[cmp.timeseries["scenario"] == name] if len(cmp.timeseries) else None
-        parts.append(f"<h2>Scenario <code>{html.escape(name)}</code></h2>")
+        section = doc.section("Scenario ", code(name))
         if sc.description:
-            parts.append(f'<p class="note">{html.escape(sc.description)}</p>')
-        parts.extend(_tuning_notes(cmp, name))
-        parts.append(_headline_table(summ, strategies))
-        parts.append(_normalized_plot(res, strategies, colors, cmp.baseline) or "")
-        parts.append(_kpi_bars(summ, strategies, colors))
-        parts.append(_cost_breakdown(res, sc, strategies))
-        parts.append(_sector_misses(summ, sc, strategies, colors))
+            section.note(sc.description)
+        _tuning_notes(cmp, name, section)
+        section.table(_headline_table(summ, strategies), _headline_columns(summ))
+        section.figure(_normalized_plot(res, strategies, colors, cmp.baseline))
+        section.figure(_kpi_bars(summ, strategies, colors))
+        section.figure(_cost_breakdown(res, sc, strategies))
+        section.figure(_sector_misses(summ, sc, strategies, colors))
         if ts is not None and len(ts):
-            parts.append(_over_time(ts, sc, strategies, colors, seed))
-    parts.append("<h2>Compute cost per decision</h2>")
-    parts.append(_timing_table(cmp.timing))
-    parts.append(
-        '<p class="note">Wall time of <code>decide(snapshot)</code> per decision interval, '
-        "measured inside each run (lookahead's includes its twin rollouts).</p>"
+            section.figure(_over_time(ts, sc, strategies, colors, seed))
+    timing = doc.section("Compute cost per decision")
+    timing.table(
+        _timing_table(cmp.timing),
+        digits={"decisions / run": 0, "ms / decision (mean)": 2, "ms / decision (max)": 2,
+                "s / run": 2},
+    )  # fmt: skip
+    timing.note(
+        "Wall time of ",
+        code("decide(snapshot)"),
+        " per decision interval, measured inside each run (lookahead's includes its twin "
+        "rollouts).",
     )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return doc
+
+
+def render_report(cmp: Comparison) -> str:
+    """The report as an HTML string."""
+    return build_report(cmp).render_html()
 
 
 def write_report(cmp: Comparison, path: Path) -> Path:

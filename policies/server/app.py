@@ -9,6 +9,7 @@ import tempfile
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypedDict
 
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -88,7 +89,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """An app from ``SYNCTWIN_*`` variables: the uvicorn factory of worker processes."""
-    return create_app(Settings())  # type: ignore[call-arg]
+    return create_app(Settings())
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -104,6 +105,17 @@ def _env(settings: Settings) -> dict[str, str]:
     return out
 
 
+class _UvicornOptions(TypedDict):
+    """The ``uvicorn.run`` options shared by one process and several workers."""
+
+    log_config: dict[str, Any]
+    host: str
+    port: int
+    log_level: str
+    access_log: bool
+    timeout_graceful_shutdown: int
+
+
 def run_server(settings: Settings, app: FastAPI | None = None) -> None:
     """Serve with uvicorn: one process (``app``, already validated) or ``settings.workers``.
 
@@ -117,7 +129,7 @@ def run_server(settings: Settings, app: FastAPI | None = None) -> None:
 
     log_config = copy.deepcopy(LOGGING_CONFIG)  # uvicorn's, plus this server's own logger
     log_config["loggers"]["synctwin"] = {"handlers": ["default"], "level": "INFO"}
-    common = {
+    common: _UvicornOptions = {
         "log_config": log_config,
         "host": settings.host,
         "port": settings.port,

@@ -7,14 +7,19 @@ their location (``loc``) as data and are rendered here, at the border.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import HTTPExceptionHandler
 
 from twin.live import SnapshotError
 
 log = logging.getLogger("synctwin.server")
+
+E = TypeVar("E", bound=Exception)
 
 
 class ClientError(Exception):
@@ -66,7 +71,15 @@ async def internal_error(request: Request, err: Exception) -> JSONResponse:
 
 def add_exception_handlers(app: FastAPI) -> None:
     """Install the handlers above on ``app``."""
-    app.add_exception_handler(ClientError, client_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
-    app.add_exception_handler(SnapshotError, snapshot_error)  # type: ignore[arg-type]
-    app.add_exception_handler(Exception, internal_error)
+    _handle(app, ClientError, client_error)
+    _handle(app, RequestValidationError, invalid_request)
+    _handle(app, SnapshotError, snapshot_error)
+    _handle(app, Exception, internal_error)
+
+
+def _handle(
+    app: FastAPI, kind: type[E], handler: Callable[[Request, E], Awaitable[JSONResponse]]
+) -> None:
+    """Install ``handler`` for ``kind``: Starlette calls it only with a ``kind``, though it
+    types every handler as taking any exception (hence the cast)."""
+    app.add_exception_handler(kind, cast(HTTPExceptionHandler, handler))

@@ -8,10 +8,11 @@ action; here the request is checked and the forecast shaped into a
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Depends, Response
 
-from policies.impact import Forecast
+from policies.impact import Forecast, HorizonRisk
 from policies.impact import forecast as run_forecast
 from policies.schemas import (
     ErrorOut,
@@ -38,6 +39,7 @@ router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_k
 def forecast(body: ForecastBody, served: PolicyDep, state: StateDep) -> Response:
     """Per sector, the risk of SLA misses and overtime over the next hours, under the
     served policy and under no action (the actions in force, kept)."""
+    prefix: list[str | int]
     if isinstance(body, ForecastRequest):
         req, prefix = body, ["body", "request", "snapshot"]
     else:
@@ -73,10 +75,10 @@ def forecast_out(
     """The response body of ``POST /v1/forecast`` for the forecast ``fc`` of ``snap``."""
 
     def arm(sector: str | None) -> tuple[list[RiskAt], list[RiskAt]]:
-        return tuple(  # type: ignore[return-value]
-            [RiskAt.of(h, h.total if sector is None else h.sectors[sector]) for h in risks]
-            for risks in (fc.policy, fc.no_action)
-        )
+        def at(risks: Sequence[HorizonRisk]) -> list[RiskAt]:
+            return [RiskAt.of(h, h.total if sector is None else h.sectors[sector]) for h in risks]
+
+        return at(fc.policy), at(fc.no_action)
 
     sectors = []
     for sector in served.scenario.sector_names:

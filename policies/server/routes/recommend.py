@@ -46,6 +46,7 @@ async def recommend(body: RecommendBody, served: PolicyDep, state: StateDep) -> 
     thread pool; without them the answer (about a millisecond of work) is computed
     on the event loop.
     """
+    prefix: list[str | int]
     if isinstance(body, RecommendRequest):
         req, prefix = body, ["body", "request", "snapshot"]
     else:
@@ -66,7 +67,7 @@ def recommendation(advice: Advice, served: Served, recommendation_id: str) -> Re
                 sector=a.sector,
                 action=a.action,
                 action_in_force=a.in_force,
-                kinds=list(a.kinds),  # type: ignore[arg-type]
+                kinds=list(a.kinds),
                 message=a.message,
                 confidence=round(a.confidence, 6),
                 probabilities={
