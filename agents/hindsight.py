@@ -108,7 +108,7 @@ class HindsightBound:
         *,
         base_params: ThresholdParams | Path | str | None = None,
         wide: bool = True,
-        finalists: int | None = 2,
+        finalists: int | None = 1,
         screen_minutes: float = 120.0,
         pool: Executor | None = None,
     ) -> None:

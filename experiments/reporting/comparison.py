@@ -55,7 +55,7 @@ def cost_parts(results: pd.DataFrame, scenario: Scenario) -> pd.DataFrame:
     overtime = results["overtime_hours"] * c.overtime_rate_per_hour
     flex = results["flex_hours"] * c.flex_rate_per_hour
     transfer = results["transfers"] * c.transfer_cost
-    regular = results["labor_cost"] - overtime - flex - transfer
+    regular = results["regular_cost"]
     return pd.DataFrame(
         {
             "strategy": results["strategy"],
@@ -82,11 +82,20 @@ def _headline_table(summary: pd.DataFrame, strategies: Sequence[str]) -> list[li
             if s == ref
             else ci(cost["diff_mean"], cost["diff_ci95_low"], cost["diff_ci95_high"], 0),
         ]
+        avoidable = kpis.loc["avoidable_cost"]
+        cells.append(ci(avoidable["mean"], avoidable["ci95_low"], avoidable["ci95_high"], 0))
+        if _has_gap(summary):
+            cells.append(ci(cost["gap_closed"], cost["gap_ci95_low"], cost["gap_ci95_high"], 2))
         for k in ("sla_misses", "overtime_hours", "flex_hours", "transfers"):
             r = kpis.loc[k]
             cells.append(ci(r["mean"], r["ci95_low"], r["ci95_high"]))
         rows.append(cells)
     return rows
+
+
+def _has_gap(summary: pd.DataFrame) -> bool:
+    """Whether threshold and hindsight both ran (``gap_closed`` is in the summary)."""
+    return "gap_closed" in summary.columns and bool(summary["gap_closed"].notna().any())
 
 
 def _headline_columns(summary: pd.DataFrame) -> list[str]:
@@ -96,6 +105,8 @@ def _headline_columns(summary: pd.DataFrame) -> list[str]:
         "total cost, mean [95% CI]",
         "cost normalised to static = 1.0",
         f"Δ cost vs {ref} [95% CI, paired]",
+        "avoidable cost (total − regular pay)",
+        *(["gap closed, threshold → hindsight [95% CI]"] if _has_gap(summary) else []),
         "SLA misses",
         "overtime h",
         "flex h",
