@@ -14,7 +14,13 @@ from rich.text import Text
 
 from experiments.cli.app import app, experiment_app
 from experiments.cli.console import console, err_console, fail, say, user_errors, warn_untuned
-from experiments.cli.options import ScenarioOpt, WorkersOpt, split_list
+from experiments.cli.options import (
+    OverwriteOpt,
+    ResumeOpt,
+    ScenarioOpt,
+    WorkersOpt,
+    split_list,
+)
 from experiments.cli.tables import comparison_table
 from experiments.paths import check_output_dir, check_output_file, shell_path, user_path
 
@@ -88,12 +94,8 @@ def compare(
     ),
     workers: WorkersOpt = None,
     report: Annotated[bool, typer.Option(help="write report.html")] = True,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="replace a comparison already in --out")
-    ] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="continue the comparison in --out (same options)")
-    ] = False,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Compare strategies over seeds (common random numbers) and write results + a report.
 
@@ -155,12 +157,8 @@ def experiment_headroom(
         "runs/headroom"
     ),
     workers: WorkersOpt = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="replace an experiment already in --out")
-    ] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="continue the experiment in --out (same options)")
-    ] = False,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Headroom per scenario: static, threshold, lookahead and the hindsight bound, the
     regular payroll, the avoidable cost, and which scenarios form the headroom suite."""

@@ -15,6 +15,12 @@ SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="random seed (same s
 WorkersOpt = Annotated[
     int | None, typer.Option(min=1, help="processes in parallel (default: all cores)")
 ]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="replace the results already in --out")
+]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="continue the run in --out (same options)")
+]
 
 
 def split_list(text: str) -> list[str]:
