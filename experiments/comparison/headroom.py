@@ -13,8 +13,9 @@ and reports per scenario:
 
 A scenario belongs to the **headroom suite** when hindsight costs at most
 :data:`SUITE_RATIO` of threshold and the paired interval of the saving excludes 0:
-there, a learned policy has something to learn. The others are **sanity checks**: a
-tuned rule already sits at the payroll floor, and a policy can only tie it.
+there, a learned policy has something to learn. **Sanity checks** are those where even
+the interval's upper end is below 3%: a tuned rule already sits near the payroll floor,
+and a policy can only tie it. The rest are **undecided** on the seeds given.
 
 Outputs in ``DIR``: every run as it finishes (``runs/``, resumable as ``compare``),
 ``results.parquet``, ``summary.csv``, ``headroom.csv``, ``headroom.json`` and
@@ -99,26 +100,34 @@ def run_headroom(
 def markdown(table: pd.DataFrame) -> str:
     """The README's headroom table."""
     lines = [
-        "| scenario | static | threshold | lookahead | hindsight | regular pay | avoidable"
-        " | headroom [95% CI] | of avoidable | role |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | seeds | static | threshold | lookahead | hindsight | regular pay"
+        " | avoidable | headroom [95% CI] | of avoidable | role |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in table.itertuples():
-        role = "suite" if r.suite else "sanity check"
+        role = _role(r.suite, r.headroom_ci95_high_pct)
         lines.append(
-            f"| {r.scenario} | {r.static:,.0f} | {r.threshold:,.0f} | {r.lookahead:,.0f} | "
-            f"{r.hindsight:,.0f} | {r.regular_cost:,.0f} | {r.avoidable_cost:,.0f} | "
+            f"| {r.scenario} | {r.seeds} | {r.static:,.0f} | {r.threshold:,.0f} | "
+            f"{r.lookahead:,.0f} | {r.hindsight:,.0f} | {r.regular_cost:,.0f} | "
+            f"{r.avoidable_cost:,.0f} | "
             f"{r.headroom_pct:.1f}% [{r.headroom_ci95_low_pct:.1f}, "
             f"{r.headroom_ci95_high_pct:.1f}] | {r.headroom_of_avoidable_pct:.0f}% | {role} |"
         )
-    n = int(table["seeds"].min()) if len(table) else 0
     lines.append("")
     lines.append(
-        f"Mean total cost per day over {n} seeds (common random numbers). Headroom ="
-        " (threshold − hindsight) / threshold, paired by seed; suite = hindsight ≤"
-        f" {SUITE_RATIO:g} × threshold with the interval excluding 0."
+        "Mean total cost over the scenario's horizon (common random numbers)."
+        " Headroom = (threshold − hindsight) / threshold, paired by seed; suite = hindsight"
+        f" ≤ {SUITE_RATIO:g} × threshold with the interval excluding 0; sanity check = the"
+        f" interval's upper end is below {100 * (1 - SUITE_RATIO):g}%; undecided = neither,"
+        " more seeds would tell."
     )
     return "\n".join(lines) + "\n"
+
+
+def _role(suite: bool, high_pct: float) -> str:
+    if suite:
+        return "suite"
+    return "sanity check" if high_pct < 100 * (1 - SUITE_RATIO) else "undecided"
 
 
 def write(result: Headroom, out: Path) -> list[Path]:
