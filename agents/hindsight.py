@@ -50,13 +50,23 @@ class HindsightError(RuntimeError):
     """The bound was asked to decide without the twin that runs reality."""
 
 
+def freeze(model: OperationModel) -> bytes:
+    """``model`` with its whole future (pending events, random streams) as bytes."""
+    return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def thaw(blob: bytes) -> OperationModel:
+    """A twin from :func:`freeze`'s bytes, independent of every other; it neither records a
+    time series nor logs events (a rollout's are nobody's)."""
+    model: OperationModel = pickle.loads(blob)
+    model.record_every_minutes = None
+    model.event_log = None
+    return model
+
+
 def fork(model: OperationModel) -> OperationModel:
-    """An independent copy of ``model`` with the same future (random streams included);
-    it does not record a time series."""
-    copy: OperationModel = pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-    copy.record_every_minutes = None
-    copy.event_log = None
-    return copy
+    """An independent copy of ``model`` with the same future."""
+    return thaw(freeze(model))
 
 
 def cost_to_go(
@@ -66,9 +76,7 @@ def cost_to_go(
     then following ``base``: the total cost at the horizon (``minutes=None``), or, for
     screening, the cost ``minutes`` later plus lookahead's terminal estimate of the
     misses then unavoidable."""
-    model: OperationModel = pickle.loads(blob)
-    model.record_every_minutes = None
-    model.event_log = None
+    model = thaw(blob)
     try:
         run_for(model, minutes, base, actions=actions, decide_at_start=False)
         cost = model.kpis().total.total_cost
@@ -153,7 +161,7 @@ class HindsightBound:
             costs[0] = self.incumbent
             todo.remove(0)
         if todo:
-            blob = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = freeze(model)
             variants = [i for i in todo if i != 0]
             if self.finalists is not None and len(variants) > self.finalists:
                 screened = self._rollouts(blob, named, variants, self.screen_minutes)

@@ -19,7 +19,7 @@ does not change its demand draws.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,7 +49,6 @@ class Reality:
     surges: tuple[Surge, ...] = ()
     absences: tuple[Absenteeism, ...] = ()
     outages: tuple[EquipmentBreakdown, ...] = ()
-    _edges: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def disruptions(self) -> tuple[Disruption, ...]:
@@ -58,7 +57,7 @@ class Reality:
     @property
     def surge_edges(self) -> tuple[int, ...]:
         """Minutes where a realized surge starts or ends (arrival segments cut there)."""
-        return self._edges
+        return tuple(sorted({m for s in self.surges for m in (s.start_minute, s.end_minute)}))
 
     def demand_factor(self, cls: int, class_name: str, minute: float) -> float:
         """Realized / planned arrival rate of class ``cls`` at absolute ``minute``."""
@@ -110,8 +109,7 @@ def draw_reality(
     surges = _surges(scenario, u, r_surges, start_minute)
     absences = _absences(scenario, u, r_absence, start_minute)
     outages = _outages(scenario, u, r_outages, start_minute)
-    edges = sorted({m for s in surges for m in (s.start_minute, s.end_minute)})
-    return Reality(demand, surges, absences, outages, tuple(edges))
+    return Reality(demand, surges, absences, outages)
 
 
 def _lognormal_mean_one(rng: np.random.Generator, cv: float, size: Any) -> np.ndarray:

@@ -162,23 +162,27 @@ def experiment_headroom(
 ) -> None:
     """Headroom per scenario: static, threshold, lookahead and the hindsight bound, the
     regular payroll, the avoidable cost, and which scenarios form the headroom suite."""
-    from experiments.comparison.compare import check_plan
-    from experiments.comparison.headroom import ARMS, default_scenarios, run_headroom, write
+    from experiments.comparison.headroom import (
+        ARMS,
+        default_scenarios,
+        headroom_plan,
+        run_headroom,
+        write,
+    )
     from experiments.comparison.store import RunStore
 
     scenario_list = split_list(scenario) if scenario else default_scenarios()
     if overwrite and resume:
         fail("--overwrite and --resume exclude each other")
     with user_errors():
-        plan = check_plan(scenario_list, list(ARMS), seeds)
+        plan = headroom_plan(scenario_list, seeds)  # the only check of the plan
         RunStore(out, plan.record()).check(resume=resume, overwrite=overwrite)
         warn_untuned(plan.tuning)
     result = _with_progress(
         len(scenario_list) * len(ARMS) * seeds,
         out,
         lambda progress: run_headroom(
-            scenario_list,
-            seeds,
+            plan,
             out=out,
             workers=workers,
             resume=resume,

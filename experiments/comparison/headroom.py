@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.comparison.compare import Comparison, check_plan, run_plan
+from experiments.comparison.compare import ComparePlan, Comparison, check_plan, run_plan
 from twin.scenario import builtin_names
 from twin.stats import paired_difference
 
@@ -79,9 +79,13 @@ def headroom_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def headroom_plan(scenarios: Sequence[str], seeds: int) -> ComparePlan:
+    """The four arms on ``scenarios`` x seeds ``0..seeds-1``, checked (see ``check_plan``)."""
+    return check_plan(list(scenarios), list(ARMS), seeds)
+
+
 def run_headroom(
-    scenarios: Sequence[str],
-    seeds: int,
+    plan: ComparePlan,
     *,
     out: Path,
     workers: int | None = None,
@@ -89,8 +93,7 @@ def run_headroom(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> Headroom:
-    """Run the four arms on ``scenarios`` x seeds ``0..seeds-1``, keeping runs in ``out``."""
-    plan = check_plan(list(scenarios), list(ARMS), seeds)
+    """Run a :func:`headroom_plan` (not checked again), keeping every run in ``out``."""
     cmp = run_plan(
         plan, workers=workers, progress=progress, out=out, resume=resume, overwrite=overwrite
     )
