@@ -112,6 +112,9 @@ class LookaheadController:
     """
 
     name = "lookahead"
+    # A class default, so ``close`` (and ``__del__``) work on a controller whose
+    # ``__init__`` was interrupted (e.g. by Ctrl-C while the tuned file loads).
+    _pool: Executor | None = None
 
     def __init__(
         self,
@@ -137,7 +140,6 @@ class LookaheadController:
             min_gain = scenario.costs.sla_miss_penalty
         self.min_gain = min_gain
         self._rng = np.random.default_rng(seed)
-        self._pool: Executor | None = None
         self.decision_seconds: list[float] = []
         self.rollouts: list[int] = []
         self.chosen: list[str] = []
