@@ -134,6 +134,10 @@ class HindsightBound:
         self.decision_seconds: list[float] = []
         self.chosen: list[str] = []
 
+    def use_pool(self, pool: Executor) -> None:
+        """Spread each decision's candidates over ``pool`` (the caller's)."""
+        self.pool = pool
+
     def attach(self, model: OperationModel) -> None:
         if model.rebuilt:
             raise HindsightError(

@@ -115,6 +115,7 @@ class LookaheadController:
     # A class default, so ``close`` (and ``__del__``) work on a controller whose
     # ``__init__`` was interrupted (e.g. by Ctrl-C while the tuned file loads).
     _pool: Executor | None = None
+    _own_pool = True  # False once a caller's pool is lent (:meth:`use_pool`)
 
     def __init__(
         self,
@@ -183,20 +184,25 @@ class LookaheadController:
             for actions in candidates
             for seed in seeds
         ]
-        if self.workers > 1:
+        if self._pool is not None or self.workers > 1:
             if self._pool is None:
                 self._pool = process_pool(self.workers)
-            assert self._pool is not None  # workers > 1
+            assert self._pool is not None
             out = list(self._pool.map(_rollout_job, jobs))
         else:
             out = [_rollout_job(j) for j in jobs]
         return np.asarray(out).reshape(len(candidates), len(seeds))
 
+    def use_pool(self, pool: Executor) -> None:
+        """Spread the rollouts over ``pool`` (the caller's; :meth:`close` leaves it running)."""
+        self.close()
+        self._pool, self._own_pool = pool, False
+
     def close(self) -> None:
-        """Shut the rollout pool down (if one was started)."""
-        if self._pool is not None:
+        """Shut the rollout pool down (if this controller started it)."""
+        if self._pool is not None and self._own_pool:
             self._pool.shutdown()
-            self._pool = None
+        self._pool, self._own_pool = None, True
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         self.close()

@@ -270,6 +270,7 @@ def export_run(
                     "git_commit",
                     "versions",
                     "finished",
+                    "warm_start",
                 )
             }
             | {"export_checks": checks},

@@ -156,6 +156,7 @@ def train_rllib(
     address: str | None = None,
     on_iteration: OnIteration | None = None,
     on_start: Callable[[Any], None] | None = None,
+    on_round: OnIteration | None = None,
 ) -> dict[str, Any]:
     """Train (or continue) an RLlib run in ``run_dir``; returns the final manifest.
 
@@ -168,6 +169,7 @@ def train_rllib(
         on_iteration: called with each iteration's metrics row (progress display).
         on_start: called with the built Algorithm before the first iteration (tests use
             it to reach the env runner actors).
+        on_round: called with each imitation / DAgger round's report (progress display).
 
     Raises:
         TrainingError: bad settings, a run dir that exists without ``resume``, nothing
@@ -259,13 +261,26 @@ def train_rllib(
         if checkpoint is not None:
             algo.restore_from_path(str(checkpoint.resolve()))
         elif settings.warm_start:
-            report = warm_start(algo, settings, scenarios, ids)
-            ev = evaluate()
+            report = warm_start(algo, settings, scenarios, ids, evaluate, on_round)
+            last = report["rounds"][-1]
             report["evaluation"] = {
-                "mean_total_cost": ev.policy_cost,
-                "vs_threshold": ev.vs_threshold,
+                "mean_total_cost": last["mean_total_cost"],
+                "vs_threshold": last["vs_threshold"],
             }
             manifest["warm_start"] = report
+            # the imitated policies' held-out evaluation, until PPO replaces it
+            manifest["evaluation"] = {
+                "iteration": 0,
+                "env_steps": 0,
+                "seeds": settings.eval_seed_list,
+                "scenarios": [sc.name for sc in scenarios],
+                "mean_total_cost": last["mean_total_cost"],
+                "threshold_mean_total_cost": baseline,
+                "vs_threshold": last["vs_threshold"],
+            }
+            _write_json(run_dir / "evaluation.json", manifest["evaluation"])
+            # a checkpoint of the imitation alone: the run exports even with 0 PPO steps
+            manifest["last_checkpoint"] = save_checkpoint(algo, run_dir, 0)
             write_manifest(run_dir, manifest)
         if on_start is not None:
             on_start(algo)
@@ -340,44 +355,97 @@ def train_rllib(
 
 
 def warm_start(
-    algo: Any, settings: RLlibSettings, scenarios: list[Any], ids: list[str]
+    algo: Any,
+    settings: RLlibSettings,
+    scenarios: list[Any],
+    ids: list[str],
+    evaluate: Callable[[], Any],
+    on_round: OnIteration | None = None,
 ) -> dict[str, Any]:
-    """Imitate ``settings.warm_start`` on training seeds, then push the weights to sampling.
+    """Imitate the teacher ``settings.warm_start`` on training seeds, then DAgger.
 
-    See :mod:`training.warm_start`; the seeds are the first of the training pool, so
-    evaluation seeds stay held out.
+    Round 0 clones the teacher's own course (:func:`training.warm_start.collect`);
+    each of ``settings.dagger_rounds`` further rounds lets the current policies drive
+    on fresh training seeds, labels every state they visit with the teacher's action,
+    and refits on everything labelled so far (Ross et al., 2011). The policies are
+    evaluated on the held-out seeds after every round (the report's ``rounds``).
+    Seeds come from the training pool in consecutive blocks, so evaluation seeds stay
+    held out. Teachers that roll out (``lookahead``, ``hindsight``) share one process
+    pool of all cores.
     """
-    from training.warm_start import collect, pretrain
+    from agents.evaluation import process_pool
+    from training.evaluate import ModuleController
+    from training.warm_start import collect, merge, pretrain
     from twin.spaces import codecs
 
     t0 = time.perf_counter()
-    seeds = range(settings.train_seed_base, settings.train_seed_base + settings.warm_start_seeds)
-    data = collect(
-        scenarios,
-        seeds,
+    nvec = next(iter(codecs(scenarios[0], settings.max_lend, settings.max_flex).values())).nvec
+    shared = settings.policy_mode == "shared"
+    common = dict(
         baseline=settings.warm_start,
         team_weight=settings.team_weight,
         max_lend=settings.max_lend,
         max_flex=settings.max_flex,
         gamma=settings.gamma,
-        shared=settings.policy_mode == "shared",
+        shared=shared,
     )
-    nvec = next(iter(codecs(scenarios[0], settings.max_lend, settings.max_flex).values())).nvec
-    report = pretrain(
-        learner_modules(algo, ids),
-        data,
-        nvec,
-        epochs=settings.warm_start_epochs,
-        seed=settings.seed,
-    )
-    algo.env_runner_group.sync_weights(
-        from_worker_or_learner_group=algo.learner_group, inference_only=True
-    )
+    rounds: list[dict[str, Any]] = []
+    pool = process_pool(None)
+    try:
+        start = settings.train_seed_base
+        data = None
+        for r in range(settings.dagger_rounds + 1):
+            count = settings.warm_start_seeds if r == 0 else settings.dagger_seeds
+            seeds = range(start, start + count)
+            start += count
+            actors = None
+            if r > 0:
+                modules = learner_modules(algo, ids)
+                actors = [
+                    ModuleController(
+                        sc,
+                        modules,
+                        shared=shared,
+                        max_lend=settings.max_lend,
+                        max_flex=settings.max_flex,
+                    )
+                    for sc in scenarios
+                ]
+            fresh = collect(scenarios, seeds, actors=actors, pool=pool, **common)
+            data = fresh if data is None else merge(data, fresh)
+            fit = pretrain(
+                learner_modules(algo, ids),
+                data,
+                nvec,
+                epochs=settings.warm_start_epochs,
+                seed=settings.seed + r,
+            )
+            algo.env_runner_group.sync_weights(
+                from_worker_or_learner_group=algo.learner_group, inference_only=True
+            )
+            ev = evaluate()
+            rounds.append(
+                {
+                    "round": r,
+                    "episodes": len(scenarios) * count,
+                    "labels": int(sum(len(v) for v in data.actions.values())),
+                    "seconds": time.perf_counter() - t0,
+                    "fit": fit,
+                    "mean_total_cost": ev.policy_cost,
+                    "vs_threshold": ev.vs_threshold,
+                }
+            )
+            if on_round is not None:
+                on_round(rounds[-1])
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return {
         "baseline": settings.warm_start,
-        "episodes": len(scenarios) * settings.warm_start_seeds,
+        "episodes": sum(r["episodes"] for r in rounds),
         "seconds": time.perf_counter() - t0,
-        "fit": report,
+        "fit": rounds[-1]["fit"],
+        "rounds": rounds,
     }
 
 

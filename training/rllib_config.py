@@ -47,6 +47,9 @@ class RLlibSettings:
     warm_start: str | None = None  # a baseline to imitate first (training.warm_start)
     warm_start_seeds: int = 40
     warm_start_epochs: int = 30
+    #: DAgger rounds after the warm start: the student drives, the teacher labels
+    dagger_rounds: int = 0
+    dagger_seeds: int = 20  # training episodes per scenario per round
     checkpoint_every: int = 5
     eval_every: int = 5
     eval_seeds: int = 4
@@ -70,10 +73,16 @@ class RLlibSettings:
             raise TrainingError(
                 f"policy mode {self.policy_mode!r} is not one of {', '.join(POLICY_MODES)}"
             )
-        if self.timesteps < 1 or self.train_batch_size < 1 or self.minibatch_size < 1:
-            raise TrainingError("timesteps, train_batch_size and minibatch_size must be >= 1")
+        if self.timesteps < 0 or self.train_batch_size < 1 or self.minibatch_size < 1:
+            raise TrainingError("timesteps must be >= 0, train_batch_size and minibatch_size >= 1")
+        if self.timesteps == 0 and self.warm_start is None:
+            raise TrainingError("--timesteps 0 trains nothing without --warm-start")
         if self.num_env_runners < 0 or self.envs_per_runner < 1:
             raise TrainingError("num_env_runners must be >= 0 and envs_per_runner >= 1")
+        if self.dagger_rounds < 0 or self.dagger_seeds < 1 or self.warm_start_seeds < 1:
+            raise TrainingError("dagger rounds must be >= 0, dagger and warm-start seeds >= 1")
+        if self.dagger_rounds and self.warm_start is None:
+            raise TrainingError("--dagger-rounds needs a teacher: give --warm-start NAME")
         if self.warm_start is not None:
             from agents import StrategyError, check_strategy
 

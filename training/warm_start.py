@@ -16,12 +16,14 @@ field; value heads learn the discounted returns by mean squared error.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from agents import make_controller
+from twin.actions import Controller, SectorAction, TwinAware
 from twin.env_core import EnvCore
 from twin.scenario import Scenario
 
@@ -45,33 +47,49 @@ def collect(
     max_flex: int,
     gamma: float,
     shared: bool,
+    actors: Sequence[Controller] | None = None,
+    pool: Executor | None = None,
 ) -> Demonstrations:
-    """Run ``baseline`` on every (scenario, seed); one dataset per policy id."""
+    """Label every decision of every (scenario, seed) with ``baseline``'s action.
+
+    ``baseline`` is the teacher. Without ``actors`` it also drives the twin (behaviour
+    cloning); with ``actors`` (one controller per scenario, e.g. the student) the actor
+    drives and the teacher only labels the states the actor visits (DAgger). A teacher
+    that must see the twin itself (``hindsight``) is attached to the training twin, and
+    re-attached at every decision when another controller drives, so it judges each
+    state afresh. ``pool`` is lent to teachers that spread their rollouts
+    (``lookahead``, ``hindsight``). Returns the discounted returns of the driven course.
+    """
     obs: dict[str, list[np.ndarray]] = {}
     acts: dict[str, list[np.ndarray]] = {}
     rets: dict[str, list[np.ndarray]] = {}
-    for sc in scenarios:
+    for k, sc in enumerate(scenarios):
         core = EnvCore(sc, team_weight=team_weight, max_lend=max_lend, max_flex=max_flex)
         n = len(core.sectors)
         onehot = np.eye(n, dtype=np.float32)
+        actor = None if actors is None else actors[k]
         for seed in seeds:
-            controller = make_controller(baseline, sc, seed)
+            teacher = make_controller(baseline, sc, seed)
+            if pool is not None and hasattr(teacher, "use_pool"):
+                teacher.use_pool(pool)
             feats = core.reset(np.random.default_rng(seed))
+            aware = isinstance(teacher, TwinAware)
             ep_obs, ep_act, ep_rew = [], [], []
             done = False
             while not done:
-                decided = controller.decide(core.live)
-                vectors = np.stack(
-                    [
-                        core.codecs[s].encode(decided[s]) if s in decided else _keep(core, s)
-                        for s in core.sectors
-                    ]
-                )
-                actions = {s: core.decode(s, v) for s, v in zip(core.sectors, vectors, strict=True)}
+                if aware and (actor is not None or not ep_obs):
+                    assert core.model is not None
+                    teacher.attach(core.model)  # type: ignore[union-attr]
+                taught = _vectors(core, teacher.decide(core.live))
+                driven = taught if actor is None else _vectors(core, actor.decide(core.live))
+                actions = {s: core.decode(s, v) for s, v in zip(core.sectors, driven, strict=True)}
                 ep_obs.append(feats.astype(np.float32))
-                ep_act.append(vectors)
+                ep_act.append(taught)
                 feats, _, rewards, _, done = core.step(actions)
                 ep_rew.append(rewards)
+            close = getattr(teacher, "close", None)
+            if close is not None:
+                close()
             returns = _discounted(np.asarray(ep_rew), gamma)  # (T, n)
             o, a = np.asarray(ep_obs), np.asarray(ep_act)
             for i, s in enumerate(core.sectors):
@@ -86,6 +104,25 @@ def collect(
         obs={k: np.concatenate(v) for k, v in obs.items()},
         actions={k: np.concatenate(v) for k, v in acts.items()},
         returns={k: np.concatenate(v).astype(np.float32) for k, v in rets.items()},
+    )
+
+
+def merge(a: Demonstrations, b: Demonstrations) -> Demonstrations:
+    """Both datasets in one (DAgger aggregates every round's labels)."""
+
+    def cat(x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([x[k], y[k]]) for k in x}
+
+    return Demonstrations(cat(a.obs, b.obs), cat(a.actions, b.actions), cat(a.returns, b.returns))
+
+
+def _vectors(core: EnvCore, decided: Mapping[str, SectorAction]) -> np.ndarray:
+    """Per sector, the action vector of ``decided`` (the action in force where silent)."""
+    return np.stack(
+        [
+            core.codecs[s].encode(decided[s]) if s in decided else _keep(core, s)
+            for s in core.sectors
+        ]
     )
 
 

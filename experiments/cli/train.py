@@ -96,6 +96,20 @@ class _Bar:
         )
         self.progress.update(self.task, completed=int(row.get("trained", 0)), status=status)
 
+    def imitation(self, report: dict[str, Any]) -> None:
+        """An imitation or DAgger round finished (before any PPO iteration)."""
+        say(_round_line(report))
+        self.progress.update(self.task, status="imitating the teacher...")
+
+
+def _round_line(r: dict[str, Any]) -> str:
+    kind = "imitation" if r["round"] == 0 else f"DAgger round {r['round']}"
+    return (
+        f"{kind}: {r['labels']:,} labelled decisions, held-out cost "
+        f"{r['mean_total_cost']:,.0f} ({r['vs_threshold']:+.1%} vs threshold), "
+        f"{r['seconds']:.0f} s"
+    )
+
 
 @app.command()
 def train(
@@ -107,7 +121,8 @@ def train(
     ] = "default",
     backend: Annotated[str, typer.Option(help="rllib (Ray) or sb3 (one machine)")] = "rllib",
     timesteps: Annotated[
-        int, typer.Option(min=1, help="env steps to train in this invocation")
+        int,
+        typer.Option(min=0, help="PPO env steps to train in this invocation (0: imitation only)"),
     ] = 100_000,
     address: Annotated[
         str | None, typer.Option(help="join this Ray cluster (HOST:PORT) instead of a local Ray")
@@ -137,8 +152,19 @@ def train(
     epochs: Annotated[int, typer.Option(min=1, help="PPO epochs per iteration")] = 6,
     hidden: Annotated[str, typer.Option(help="hidden layer sizes, e.g. 64,64")] = "64,64",
     warm_start: Annotated[
-        str | None, typer.Option(help="imitate a baseline before PPO (rllib): threshold")
+        str | None,
+        typer.Option(help="imitate a teacher before PPO (rllib): threshold, lookahead, hindsight"),
     ] = None,
+    warm_start_seeds: Annotated[
+        int, typer.Option(min=1, help="training episodes per scenario the teacher drives")
+    ] = 40,
+    warm_start_epochs: Annotated[int, typer.Option(min=1, help="epochs of each fit")] = 30,
+    dagger_rounds: Annotated[
+        int, typer.Option(min=0, help="DAgger rounds: the policies drive, the teacher labels")
+    ] = 0,
+    dagger_seeds: Annotated[
+        int, typer.Option(min=1, help="training episodes per scenario per DAgger round")
+    ] = 20,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="iterations")] = 5,
     eval_every: Annotated[int, typer.Option(min=1, help="iterations")] = 5,
     eval_seeds: Annotated[int, typer.Option(min=1, help="held-out seeds per evaluation")] = 4,
@@ -159,6 +185,8 @@ def train(
         if backend == "sb3":
             if address or sweep:
                 raise TrainingError("--backend sb3 runs on one machine: no --address or --sweep")
+            if timesteps == 0 or warm_start or dagger_rounds:
+                raise TrainingError("--warm-start, --dagger-rounds and --timesteps 0 are rllib's")
             _train_sb3(out, scenarios, timesteps, resume, seed, lr, entropy_coeff, hidden, epochs)
             return
         from training.rllib import RLlibSettings, check_address, train_rllib
@@ -178,6 +206,10 @@ def train(
             num_epochs=epochs,
             hidden=_ints(hidden, "--hidden"),
             warm_start=warm_start,
+            warm_start_seeds=warm_start_seeds,
+            warm_start_epochs=warm_start_epochs,
+            dagger_rounds=dagger_rounds,
+            dagger_seeds=dagger_seeds,
             checkpoint_every=checkpoint_every,
             eval_every=eval_every,
             eval_seeds=eval_seeds,
@@ -204,12 +236,17 @@ def train(
             return
         with _Bar(timesteps, f"rllib {'+'.join(scenarios)}") as bar:
             manifest = train_rllib(
-                settings, out, resume=resume, address=address, on_iteration=bar.update
+                settings,
+                out,
+                resume=resume,
+                address=address,
+                on_iteration=bar.update,
+                on_round=bar.imitation,
             )
     ev = manifest.get("evaluation") or {}
     say(
-        f"trained {manifest.get('iterations')} iterations, {manifest.get('env_steps'):,} env steps "
-        f"in total; run in {out}"
+        f"trained {manifest.get('iterations', 0)} iterations, "
+        f"{manifest.get('env_steps', 0):,} env steps in total; run in {out}"
     )
     if ev:
         say(
