@@ -187,6 +187,7 @@ class Impact:
     overtime_hours_saved: Interval
     cost_saved: Interval
     wait_minutes_without: float  # mean queueing delay in the focus sector without the actions
+    misses_without: float = 0.0  # mean new SLA misses in the focus sector without the actions
 
 
 def _wait(r: Rollout, s: int) -> float:
@@ -212,6 +213,7 @@ def compare_arms(
         ),
         cost_saved=mean_interval([a.cost[-1].sum() - b.cost[-1].sum() for a, b in pairs]),
         wait_minutes_without=float(np.mean([_wait(a, s) for a in without])),
+        misses_without=float(np.mean([a.misses[-1][s] for a in without])),
     )
 
 
@@ -308,6 +310,9 @@ def estimate_impact(
                     overtime_hours_saved=zero,
                     cost_saved=zero,
                     wait_minutes_without=wait_without(focus),
+                    misses_without=float(
+                        np.mean([a.misses[-1][names.index(focus)] for a in without])
+                    ),
                 )
     return ImpactReport(
         per_sector={s: impacts[s] for s in recommended if s in impacts},

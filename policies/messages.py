@@ -5,8 +5,15 @@ force, the live state of the *focus* sector (a lend's target, otherwise the acti
 sector) and, when it was estimated, the predicted impact::
 
     Packing is approaching a bottleneck (84 items waiting, 30 due within 60 min).
-    Move 3 workers from Putaway to Packing now to avoid a 20-minute slowdown
-    (saves ~14 SLA misses; net cost -120 over 90 min).
+    Move 3 workers from Putaway to Packing now to avoid a 20-minute slowdown in
+    Packing (saves about 120; about 14 fewer SLA misses; likely, over the next 90 min).
+
+A change that departs from an explicit rule of the scenario's plan (a field the plan
+sets for the sector, changed away from the plan's value: :func:`against_plan`) ends
+with "Against the plan: ...".
+
+One sign convention, the JSON's: savings are positive, and the words say "saves
+about 120" for ``cost_saved.mean = +120`` and "costs about 16 more" for ``-16``.
 
 The situation is a *bottleneck* when the focus sector's waiting work is at least
 half an hour of its nominal capacity, or the work due within 60 minutes is; it is
@@ -14,7 +21,9 @@ half an hour of its nominal capacity, or the work due within 60 minutes is; it i
 kinds (``lend``, ``recall``, ``flex``, ``overtime``, ``priority``, or
 ``no_change``); the metrics count recommendations by kind. Impact numbers are
 quoted only when they are at least one minute, half a miss, a quarter of an
-overtime hour; an estimate whose interval contains zero is called "uncertain".
+overtime hour. Confidence is in words (:func:`confidence_words`): "likely" when the
+cost saving's 95% interval lies above zero and the policy gives its choice at least
+even odds, "uncertain" otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from policies.impact import Impact, focus_of
+from policies.impact import Impact, Interval, focus_of
 from twin.actions import SectorAction
 from twin.features import featurizer
 from twin.scenario import Scenario
@@ -31,6 +40,10 @@ from twin.snapshot import OperationSnapshot
 #: What an action can change against the action in force.
 Kind = Literal["lend", "recall", "flex", "overtime", "priority", "no_change"]
 KINDS: tuple[Kind, ...] = ("lend", "recall", "flex", "overtime", "priority", "no_change")
+#: Confidence in words: a saving is "likely" or "uncertain" (see :func:`confidence_words`).
+Certainty = Literal["likely", "uncertain"]
+#: The policy's probability of its choice from which a saving may be called likely.
+LIKELY_POLICY_CONFIDENCE = 0.5
 #: A focus sector is a bottleneck from this much waiting (or due-soon) work, in hours of capacity.
 BOTTLENECK_HOURS = 0.5
 
@@ -160,38 +173,92 @@ def _action_phrases(
     return phrases
 
 
-def _impact_clause(impact: Impact, focus_name: str) -> str:
+def saving_words(cost_saved: float) -> str:
+    """The cost saving in words, savings positive: ``saves about 405`` / ``costs about 16 more``."""
+    n = round(cost_saved)
+    if n > 0:
+        return f"saves about {n:,}"
+    if n < 0:
+        return f"costs about {-n:,} more"
+    return "costs about the same"
+
+
+def effect_notes(impact: Impact) -> list[str]:
+    """SLA misses and overtime hours the impact quotes (savings positive, as in the JSON)."""
+    notes = []
+    misses = impact.sla_misses_avoided.mean
+    overtime = impact.overtime_hours_saved.mean
+    if misses >= 0.5:
+        notes.append(f"about {misses:.0f} fewer SLA misses")
+    elif misses <= -0.5:
+        notes.append(f"about {-misses:.0f} more SLA misses")
+    if overtime >= 0.25:
+        notes.append(f"about {overtime:.1f} fewer overtime hours")
+    elif overtime <= -0.25:
+        notes.append(f"about {-overtime:.1f} more overtime hours")
+    return notes
+
+
+def confidence_words(cost_saved: Interval, policy_confidence: float | None = None) -> Certainty:
+    """``likely`` when the saving's 95% interval lies above 0 and the policy is at least
+    even about its choice (``policy_confidence`` >= 0.5, or not a bundle); else ``uncertain``."""
+    sure_policy = policy_confidence is None or policy_confidence >= LIKELY_POLICY_CONFIDENCE
+    return "likely" if cost_saved.low > 0 and sure_policy else "uncertain"
+
+
+def _impact_clause(impact: Impact, focus_name: str, policy_confidence: float | None) -> str:
     slow = impact.slowdown_minutes_avoided
-    misses = impact.sla_misses_avoided
-    overtime = impact.overtime_hours_saved
     cost = impact.cost_saved
     horizon = f"{impact.horizon_minutes:g} min"
     head = ""
-    notes = []
     if slow.mean >= 1.0:
         head = f" to avoid a {slow.mean:.0f}-minute slowdown in {focus_name}"
-        if slow.low <= 0:
-            notes.append("uncertain")
     elif slow.mean <= -1.0:
         head = f", though it slows {focus_name} by about {-slow.mean:.0f} min per item"
-    if misses.mean >= 0.5:
-        notes.append(f"saves ~{misses.mean:.0f} SLA misses")
-    elif misses.mean <= -0.5:
-        notes.append(f"adds ~{-misses.mean:.0f} SLA misses")
-    if overtime.mean >= 0.25:
-        notes.append(f"~{overtime.mean:.1f} fewer overtime hours")
-    elif overtime.mean <= -0.25:
-        notes.append(f"~{-overtime.mean:.1f} more overtime hours")
+    notes = effect_notes(impact)
     if abs(cost.mean) >= 0.5:
-        notes.append(f"net cost {-cost.mean:+,.0f}")
+        notes.insert(0, saving_words(cost.mean))
     if not head and not notes:
         return f" (predicted effect over the next {horizon}: negligible)"
-    if notes == ["uncertain"]:
-        return f"{head} (uncertain) over the next {horizon}"
-    tail = (
-        f" ({'; '.join(notes)} over the next {horizon})" if notes else f" over the next {horizon}"
-    )
-    return head + tail
+    sure = confidence_words(cost, policy_confidence)
+    return f"{head} ({'; '.join(notes) + '; ' if notes else ''}{sure}, over the next {horizon})"
+
+
+def change_words(
+    scenario: Scenario, sector: str, recommended: SectorAction, in_force: SectorAction
+) -> str:
+    """The change against the action in force, as one capitalised phrase ("" if none)."""
+    phrases = _action_phrases(scenario, sector, recommended, in_force)
+    if not phrases:
+        return ""
+    action = _join(phrases)
+    return action[0].upper() + action[1:]
+
+
+def against_plan(
+    scenario: Scenario, sector: str, recommended: SectorAction, in_force: SectorAction
+) -> tuple[str, ...]:
+    """The explicit rules of the scenario's plan for ``sector`` that the change departs
+    from (a field the plan sets, changed away from the plan's value), in words."""
+    plan = scenario.plan.get(sector)
+    if plan is None:
+        return ()
+    name = display_names(scenario)[sector]
+    out = []
+    rules = plan.model_fields_set
+    if "overtime" in rules and recommended.overtime != in_force.overtime:
+        if recommended.overtime != plan.overtime:
+            kept = "keeps overtime authorised" if plan.overtime else "allows no overtime"
+            out.append(f"the plan {kept} in {name}")
+    if "priority" in rules and recommended.priority != in_force.priority:
+        if recommended.priority != plan.priority:
+            order = "earliest-due-first" if plan.priority == "edd" else "first-in-first-out"
+            out.append(f"the plan has {name} work {order}")
+    if "flex_workers" in rules and recommended.flex_count < min(
+        in_force.flex_count, plan.flex_workers
+    ):
+        out.append(f"the plan keeps {plan.flex_workers} agency workers in {name}")
+    return tuple(out)
 
 
 def message(
@@ -201,15 +268,19 @@ def message(
     recommended: SectorAction,
     in_force: SectorAction,
     impact: Impact | None = None,
+    confidence: float | None = None,
 ) -> str:
-    """The plain-language recommendation for ``sector``."""
+    """The plain-language recommendation for ``sector`` (``confidence``: the policy's
+    probability of its choice, worded with the impact as "likely" or "uncertain")."""
     show = display_names(scenario)
     focus = focus_of(sector, recommended)
     sentence = _situation_sentence(show[focus], situation(scenario, snapshot, focus))
-    phrases = _action_phrases(scenario, sector, recommended, in_force)
-    if not phrases:
+    action = change_words(scenario, sector, recommended, in_force)
+    if not action:
         return f"{sentence} No change for {show[sector]}: keep the current plan."
-    action = _join(phrases)
-    action = action[0].upper() + action[1:]
-    clause = _impact_clause(impact, show[impact.focus_sector]) if impact is not None else ""
-    return f"{sentence} {action}{clause}."
+    clause = (
+        _impact_clause(impact, show[impact.focus_sector], confidence) if impact is not None else ""
+    )
+    plan = against_plan(scenario, sector, recommended, in_force)
+    marked = f" Against the plan: {'; '.join(plan)}." if plan else ""
+    return f"{sentence} {action}{clause}.{marked}"

@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from policies.advice import Action, Declined
 from policies.explain import Driver
 from policies.impact import HorizonRisk, Impact, Interval, SectorRisk
 from policies.messages import Kind
+from policies.reasons import Reason
 from twin.actions import SectorAction
 from twin.snapshot import OperationSnapshot
 
@@ -53,6 +55,16 @@ class RecommendRequest(_In):
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="first rollout seed")
     explain: bool = Field(True, description="compute the features that drove each decision")
+    min_saving: float | None = Field(
+        None,
+        ge=0,
+        le=1e9,
+        description="smallest predicted cost saving (cost units over the horizon) for an "
+        "action to be listed (server default if null)",
+    )
+    detail: bool = Field(
+        True, description="include every sector's decision in `sectors` (false: an empty list)"
+    )
 
 
 class ForecastRequest(_In):
@@ -166,6 +178,87 @@ class DriverOut(_Out):
         )
 
 
+class ReasonOut(_Out):
+    """A reason for a decision in the floor's terms (a driver that contributed)."""
+
+    text: str
+    feature: str = Field(description="the feature it comes from")
+    contribution: float = Field(description="its attribution (> 0), as in drivers")
+
+    @classmethod
+    def of(cls, r: Reason) -> ReasonOut:
+        return cls(text=r.text, feature=r.feature, contribution=round(r.contribution, 6))
+
+
+class ActionOut(_Out):
+    """A change worth making now (savings positive, over ``horizon_minutes``)."""
+
+    rank: int = Field(description="1 = the largest predicted cost saved")
+    sectors: list[str] = Field(description="the acting sector(s), then a lend's target")
+    change: str = Field(description="the change in words")
+    kinds: list[Kind]
+    actions: dict[str, SectorAction] = Field(description="acting sector -> its action")
+    horizon_minutes: float
+    cost_saved: IntervalOut = Field(description="lower total cost (labour + penalties)")
+    sla_misses_avoided: IntervalOut
+    overtime_hours_saved: IntervalOut
+    confidence: float | None = Field(description="the policy's probability of its choice")
+    certainty: Literal["likely", "uncertain"] = Field(description="confidence in words")
+    reasons: list[ReasonOut]
+    against_plan: list[str] = Field(description="the plan rules it departs from (empty: none)")
+    text: str = Field(description="the action and its predicted effect in one sentence")
+
+    @classmethod
+    def of(cls, a: Action) -> ActionOut:
+        return cls(
+            rank=a.rank,
+            sectors=list(a.sectors),
+            change=a.change,
+            kinds=list(a.kinds),
+            actions=dict(a.actions),
+            horizon_minutes=a.impact.horizon_minutes,
+            cost_saved=IntervalOut.of(a.impact.cost_saved),
+            sla_misses_avoided=IntervalOut.of(a.impact.sla_misses_avoided),
+            overtime_hours_saved=IntervalOut.of(a.impact.overtime_hours_saved),
+            confidence=round(a.confidence, 6) if a.confidence is not None else None,
+            certainty=a.certainty,
+            reasons=[ReasonOut.of(r) for r in a.reasons],
+            against_plan=list(a.against_plan),
+            text=a.text,
+        )
+
+
+class DeclinedOut(_Out):
+    """A change the policy proposes that is not recommended, and why."""
+
+    sectors: list[str]
+    change: str
+    reason: Literal["costs_more", "below_minimum", "uncertain"] = Field(
+        description="costs_more: the twin predicts it costs more than it saves; "
+        "below_minimum: saves less than min_saving; uncertain: its interval reaches 0"
+    )
+    horizon_minutes: float
+    cost_saved: IntervalOut
+    sla_misses_avoided: IntervalOut
+    overtime_hours_saved: IntervalOut
+    against_plan: list[str]
+    text: str
+
+    @classmethod
+    def of(cls, d: Declined) -> DeclinedOut:
+        return cls(
+            sectors=list(d.sectors),
+            change=d.change,
+            reason=d.reason,
+            horizon_minutes=d.impact.horizon_minutes,
+            cost_saved=IntervalOut.of(d.impact.cost_saved),
+            sla_misses_avoided=IntervalOut.of(d.impact.sla_misses_avoided),
+            overtime_hours_saved=IntervalOut.of(d.impact.overtime_hours_saved),
+            against_plan=list(d.against_plan),
+            text=d.text,
+        )
+
+
 class PolicyRef(_Out):
     name: str
     version: str
@@ -182,6 +275,9 @@ class SectorRecommendation(_Out):
         description="per action field, the probability of each value"
     )
     drivers: list[DriverOut] = Field(description="the features that drove the decision most")
+    reasons: list[ReasonOut] = Field(
+        default_factory=list, description="the drivers that contributed, in the floor's terms"
+    )
     impact: ImpactOut | None = Field(
         description="predicted impact of this sector's action alone (others as in force); "
         "null without impact or with impact_scope 'total'"
@@ -194,7 +290,21 @@ class Recommendation(_Out):
     policy: PolicyRef
     scenario: str
     minute: float
-    sectors: list[SectorRecommendation]
+    status: Literal["act", "hold", "unranked"] = Field(
+        description="act: actions qualify; hold: nothing worth changing now; "
+        "unranked: no impact estimated, nothing ranked"
+    )
+    headline: str = Field(description="the top action in one line, or the hold")
+    actions: list[ActionOut] = Field(
+        description="the changes worth making, largest predicted cost saved first"
+    )
+    not_recommended: list[DeclinedOut] = Field(
+        description="changes the policy proposes that do not qualify, and why"
+    )
+    min_saving: float = Field(description="the smallest cost saving an action needed")
+    sectors: list[SectorRecommendation] = Field(
+        description="every sector's decision (empty with detail: false)"
+    )
     total_impact: ImpactOut | None = Field(
         description="predicted impact of all changed sectors' actions together"
     )

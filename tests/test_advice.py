@@ -160,11 +160,16 @@ def _planner(advisor: str) -> PlannerTwin:
 def test_the_dashboard_advises_with_advise(policy_bundle: Path) -> None:
     m = _planner(f"policy:{policy_bundle}")
     assert m.scenario is not None and m.a is not None
-    shown = m.advice()
+    answer = m.advice_answer()
+    shown = answer.sectors
     snap = m.a.model.snapshot()
     bundle = BundlePolicy(policy_bundle, m.scenario)
-    direct = advise(bundle, snap, AdviceOptions(seed=2, explain=False), scenario=m.scenario)
+    direct = advise(bundle, snap, AdviceOptions(seed=2), scenario=m.scenario)
     assert shown == direct.sectors
+    # the panel's headline, ranked actions and declined proposals are advise()'s
+    assert (answer.status, answer.headline) == (direct.status, direct.headline)
+    assert answer.actions == direct.actions and answer.declined == direct.declined
+    assert answer.status in ("act", "hold")
     assert any(a.impact is not None for a in shown)  # with the server's default impact
     assert all(a.confidence is not None for a in shown)
 

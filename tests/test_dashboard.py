@@ -305,9 +305,17 @@ def test_page_loads_runs_and_charts_update(browser, dashboard_url) -> None:
     _until(lambda: _chart_images(d) != charts, "a chart to change")
     _until(lambda: "Advice from threshold at Day 1 · 00:45" in _text(d, ".synctwin-advice"),
            "advice at the new time")  # fmt: skip
+    tabs = [t.text.strip().lower() for t in d.find_elements("css selector", ".v-tab")]
+    assert tabs == ["live", "side by side"]  # named tabs, not "Page 0" and "Page 1"
+    headline = _text(d, ".synctwin-headline")
+    assert headline.startswith(("Hold: nothing worth changing now", "No ranked advice")) or (
+        "saves about" in headline
+    )
+    _until(lambda: "Risk ahead" in _text(d, ".synctwin-risk"), "the risk panel")
+    assert "Total" in _text(d, ".synctwin-risk")
 
     _button(d, "▶").click()  # play until past 06:00, when the shifts start
-    _until(lambda: _text(d, ".synctwin-clock") >= "Day 1 · 06:30", "playing", seconds=60)
+    _until(lambda: _text(d, ".synctwin-clock") >= "Day 1 · 06:30", "playing", seconds=180)
     _button(d, "❚❚").click()
     ARTIFACTS.mkdir(exist_ok=True)
     time.sleep(1)
@@ -327,7 +335,7 @@ def test_a_strategy_change_takes_effect_on_reset(browser, dashboard_url) -> None
     _button(d, "STEP").click()
     _until(lambda: "Step 1" in _text(d, ".synctwin-step"), "a step under the new strategy")
     d.find_element(
-        "xpath", "//div[contains(@class,'v-tab') and normalize-space()='Page 1']"
+        "xpath", "//div[contains(@class,'v-tab') and normalize-space()='Side by side']"
     ).click()
     _until(lambda: "Choose a strategy B" in d.find_element("tag name", "body").text,
            "the side-by-side page to ask for a strategy B")  # fmt: skip
@@ -346,3 +354,26 @@ def test_a_policy_bundle_drives_and_advises(policy_bundle) -> None:
     for a in advice:
         assert a.confidence is not None and 0.0 < a.confidence <= 1.0
         assert a.message
+
+
+def test_the_risk_panel_is_the_servers_forecast() -> None:
+    """The risk panel's forecast is policies.impact.forecast, as POST /v1/forecast runs it."""
+    from experiments.dashboard.session import RISK_HOURS, RISK_SAMPLES
+    from policies.impact import forecast
+
+    m = PlannerTwin(strategy="static", compare=NO_COMPARE, advisor="threshold", seed=1)
+    for _ in range(11 * 60 // STEP_MINUTES):
+        m.step()
+    assert m.risk_key == 11
+    shown = m.risk()
+    direct = forecast(
+        m.scenario,
+        m.a.model.snapshot(),
+        make_controller("threshold", m.scenario, 1),
+        hours=RISK_HOURS,
+        samples=RISK_SAMPLES,
+        seed=1,
+    )
+    assert shown == direct
+    assert [h.hours for h in shown.no_action] == list(RISK_HOURS)
+    assert set(shown.no_action[0].sectors) == set(m.scenario.sector_names)

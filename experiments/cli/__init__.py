@@ -16,6 +16,7 @@ from rich.text import Text
 # this order).
 # isort: off
 from experiments.cli import run, baselines, bench, policy, calibrate, dashboard, train  # noqa: F401
+from experiments.cli import feedback  # noqa: F401
 
 # isort: on
 from experiments.cli.app import app

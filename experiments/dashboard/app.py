@@ -3,14 +3,17 @@
 Run it with ``synctwin dashboard`` (which starts ``solara run experiments.dashboard.app``).
 The page is Mesa's own: SolaraViz's sidebar holds *Reset / Play / Step* and the
 model parameters (Mesa applies changed parameters on *Reset*, which rebuilds the
-model from them); the main area holds the components below, on two tabs:
+model from them); the main area holds the components below, on two named tabs
+(:data:`PAGE_NAMES`; Mesa's own view numbers them "Page 0", "Page 1"):
 
-Page 0 (live)
+Live
     the clock and KPIs of both strategies; queue by due time and staffing per sector
-    (strategy A); the advisor's recommendations at the current state in the policy
-    server's words; queues over time (Mesa's ``make_plot_component`` on the session's
-    DataCollector); SLA misses, overtime, backlog and cost accumulating, A against B.
-Page 1 (side by side)
+    (strategy A); the advisor's answer at the current state as the policy server gives
+    it (headline or hold, ranked actions with their reasons); the risk ahead (the
+    forecast of new SLA misses per sector); queues over time (Mesa's
+    ``make_plot_component`` on the session's DataCollector); SLA misses, overtime,
+    backlog and cost accumulating, A against B.
+Side by side
     every KPI of A and B on the same seed and what-if, and per-sector misses and overtime.
 
 The scenario is chosen above Mesa's controls: its sectors decide which what-if
@@ -31,7 +34,7 @@ from typing import Any
 import solara
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
-from mesa.visualization import Slider, SolaraViz, make_plot_component
+from mesa.visualization import Slider, SolaraViz, make_plot_component, solara_viz
 from mesa.visualization.utils import update_counter
 
 from agents import strategy_names
@@ -40,12 +43,15 @@ from experiments.dashboard.session import (
     ENV_POLICIES,
     ENV_SCENARIO,
     NO_COMPARE,
+    RISK_EVERY_MINUTES,
     STEP_MINUTES,
     PlannerTwin,
     clock,
     staffing,
 )
 from experiments.dashboard.whatif import NO_BREAKDOWN, breakdown_sectors
+from policies.advice import Advice as AdviceAnswer
+from policies.impact import Forecast
 from twin.scenario import Scenario, ScenarioError, builtin_names, load_scenario
 from twin.snapshot import N_BUCKETS
 
@@ -254,43 +260,104 @@ def SectorBoard(model: PlannerTwin):
 
 @solara.component
 def Advice(model: PlannerTwin):
-    """What the advisor would do now in each sector, worded as the policy server words it."""
+    """The advisor's answer now, as ``POST /v1/recommend`` gives it: the headline (or the
+    hold), the ranked actions with their reasons, and what it proposed but does not
+    recommend."""
     update_counter.get()
     key = (id(model), model.steps)
-    advice, error = solara.use_memo(lambda: _advice(model), dependencies=[key])
+    answer, error = solara.use_memo(lambda: _advice(model), dependencies=[key])
     if model.a is None:
         return
     head = (
         f'<div style="font-size:18px;font-weight:500">Advice from {escape(model.advisor_name)} '
         f"at {clock(model.minute)}</div>"
-        '<div style="color:#555;margin-bottom:6px">What it would change now, against the '
-        "actions in force under strategy A.</div>"
     )
-    if error is not None:
-        _html(head + f'<p style="color:#c62828">{escape(error)}</p>', "synctwin-advice")
+    if error is not None or answer is None:
+        _html(head + f'<p style="color:#c62828">{escape(error or "")}</p>', "synctwin-advice")
         return
-    items = []
-    for a in sorted(advice, key=lambda a: not a.changes):
-        sure = f" <i>(confidence {a.confidence:.0%})</i>" if a.confidence is not None else ""
-        color, weight = ("#e65100", "500") if a.changes else ("#555", "400")
-        items.append(
-            f'<li style="color:{color};font-weight:{weight};margin-bottom:4px">'
-            f"{escape(a.message)}{sure}</li>"
+    color = {"act": "#e65100", "hold": "#2e7d32", "unranked": "#555"}[answer.status]
+    body = [
+        f'<div class="synctwin-headline" style="color:{color};font-size:16px;'
+        f'font-weight:500;margin:4px 0 6px">{escape(answer.headline)}</div>'
+    ]
+    if answer.actions:
+        items = []
+        for a in answer.actions:
+            why = "; ".join(r.text for r in a.reasons)
+            why_html = f'<div style="color:#555">Why: {escape(why)}</div>' if why else ""
+            plan = (
+                f'<div style="color:#c62828">Against the plan: '
+                f"{escape('; '.join(a.against_plan))}</div>"
+                if a.against_plan
+                else ""
+            )
+            items.append(f'<li style="margin-bottom:4px">{escape(a.text)}{plan}{why_html}</li>')
+        body.append(
+            f'<ol class="synctwin-actions" style="padding-left:18px;margin:0">{"".join(items)}</ol>'
         )
-    _html(
-        head + f'<ul style="padding-left:18px;margin:0">{"".join(items)}</ul>',
-        "synctwin-advice",
-        style="height:100%;overflow-y:auto",
-    )
+    if answer.declined:
+        rows = "".join(f"<li>{escape(d.text)}</li>" for d in answer.declined)
+        body.append(
+            '<details style="color:#777;margin-top:6px"><summary>'
+            f"Not recommended ({len(answer.declined)})</summary>"
+            f'<ul style="padding-left:18px;margin:0">{rows}</ul></details>'
+        )
+    _html(head + "".join(body), "synctwin-advice", style="height:100%;overflow-y:auto")
 
 
-def _advice(model: PlannerTwin):
+def _advice(model: PlannerTwin) -> tuple[AdviceAnswer | None, str | None]:
     if model.a is None:
-        return [], None
+        return None, None
     try:
-        return model.advice(), None
+        return model.advice_answer(), None
     except (ValueError, OSError) as err:  # a bundle that does not fit this what-if
-        return [], f"No advice from {model.advisor_name}: {err}"
+        return None, f"No advice from {model.advisor_name}: {err}"
+
+
+@solara.component
+def Risk(model: PlannerTwin):
+    """The risk forecast: expected new SLA misses per sector over the next hours, under
+    the actions in force and under the advisor (``POST /v1/forecast``)."""
+    update_counter.get()
+    key = (id(model), model.risk_key)  # once per simulated hour: it is the costly part
+    fc, error = solara.use_memo(lambda: _risk(model), dependencies=[key])
+    if model.a is None or model.scenario is None:
+        return
+    head = (
+        '<div style="font-size:18px;font-weight:500">Risk ahead</div>'
+        '<div style="color:#555;margin-bottom:6px">Expected new SLA misses (chance of any) '
+        f"if nothing changes; with {escape(model.advisor_name)} in brackets. "
+        f"Forecast from {clock(model.risk_key * RISK_EVERY_MINUTES)}.</div>"
+    )
+    if fc is None:
+        _html(head + f'<p style="color:#c62828">{escape(error or "")}</p>', "synctwin-risk")
+        return
+    hours = [h.hours for h in fc.no_action]
+    cols = ["Sector", *(f"next {h:g} h" for h in hours)]
+    rows = []
+    names = {s.name: s.display for s in model.scenario.sectors}
+    for sector in [*model.scenario.sector_names, None]:
+        cells = [names[sector] if sector else "<b>Total</b>"]
+        for none, pol in zip(fc.no_action, fc.policy, strict=True):
+            r = none.total if sector is None else none.sectors[sector]
+            p = pol.total if sector is None else pol.sectors[sector]
+            hot = r.p_any_miss.mean >= 0.5 and r.expected_misses.mean >= 1
+            style = ' style="color:#c62828;font-weight:500"' if hot else ""
+            cells.append(
+                f"<span{style}>{r.expected_misses.mean:.0f} ({r.p_any_miss.mean:.0%})</span> "
+                f'<span style="color:#555">[{p.expected_misses.mean:.0f}]</span>'
+            )
+        rows.append(cells)
+    _html(head + _table(cols, rows), "synctwin-risk", style="height:100%;overflow-y:auto")
+
+
+def _risk(model: PlannerTwin) -> tuple[Forecast | None, str | None]:
+    if model.a is None:
+        return None, None
+    try:
+        return model.risk(), None
+    except (ValueError, OSError) as err:
+        return None, f"No forecast from {model.advisor_name}: {err}"
 
 
 @solara.component
@@ -376,6 +443,7 @@ def components(scenario: Scenario) -> list[tuple[Any, int]]:
     return [
         (Status, 0),
         (Advice, 0),
+        (Risk, 0),
         (SectorBoard, 0),
         (Accumulating, 0),
         (queue_plot, 0),
@@ -385,6 +453,47 @@ def components(scenario: Scenario) -> list[tuple[Any, int]]:
 
 
 # --------------------------------------------------------------------------- the page
+
+#: Tab names of the pages of :func:`components`.
+PAGE_NAMES: dict[int, str] = {0: "Live", 1: "Side by side"}
+
+
+@solara.component
+def NamedComponentsView(components: list[tuple[Any, int]], model: PlannerTwin):
+    """Mesa's ``ComponentsView`` with named tabs (:data:`PAGE_NAMES`) instead of "Page N".
+
+    The same pages, grid layouts and lazy rendering of the current tab as Mesa's view,
+    whose tab labels are fixed; SolaraViz looks the view up in its module at render time,
+    so :func:`Page` installs this one there.
+    """
+    pages: dict[int, list[Any]] = {}
+    for component, page in components:
+        pages.setdefault(page, []).append(solara_viz._wrap_component(component))
+    order = sorted(pages)
+    tab, set_tab = solara.use_state(0)
+    layouts, set_layouts = solara.use_state(
+        {p: solara_viz.make_initial_grid_layout(len(c)) for p, c in pages.items()}
+    )
+    with solara.v.Tabs(v_model=tab, on_v_model=set_tab):
+        for page in order:
+            solara.v.Tab(children=[PAGE_NAMES.get(page, f"Page {page}")])
+    with solara.v.TabsItems(v_model=tab):
+        for i, page in enumerate(order):
+            with solara.v.TabItem():
+                if i == tab:
+
+                    def on_layout(new: Any, page: int = page) -> None:
+                        set_layouts(lambda old: {**old, page: new})
+
+                    solara.GridDraggable(
+                        items=[c(model) for c in pages[page]],
+                        grid_layout=layouts.get(
+                            page, solara_viz.make_initial_grid_layout(len(pages[page]))
+                        ),
+                        resizable=True,
+                        draggable=True,
+                        on_grid_layout=on_layout,
+                    )
 
 
 def _load(name: str) -> tuple[Scenario | None, str | None]:
@@ -417,6 +526,7 @@ def Page():
     if scenario is None or model is None:
         solara.Error(error or "no scenario")
         return
+    solara_viz.ComponentsView = NamedComponentsView  # named tabs (see NamedComponentsView)
     SolaraViz(
         model,
         components=components(scenario),

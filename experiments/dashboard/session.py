@@ -13,7 +13,10 @@ here gives the same KPIs as ``synctwin simulate`` with the same scenario and see
 The advice panel asks an *advisor* (any strategy, a ``policy:`` bundle included) what
 it would do at strategy A's current state through :func:`policies.advice.advise`, the
 function behind ``POST /v1/recommend`` (with its default samples and horizon), so the
-dashboard and the server say the same thing about the same state.
+dashboard and the server say the same thing about the same state: the same ranked
+actions, headline (or hold) and reasons. The risk panel is
+:func:`policies.impact.forecast`, the work of ``POST /v1/forecast``, under the advisor
+and under the actions in force.
 
 Nothing here imports solara: the page lives in :mod:`experiments.dashboard.app`.
 """
@@ -29,7 +32,8 @@ import numpy as np
 from agents import StrategyError
 from experiments.comparison.strategies import POLICY_PREFIX, controller_for
 from experiments.dashboard.whatif import NO_BREAKDOWN, WhatIf, what_if_scenario
-from policies.advice import AdviceOptions, SectorAdvice, advise
+from policies.advice import Advice, AdviceOptions, SectorAdvice, advise
+from policies.impact import Forecast, forecast
 from policies.messages import situation
 from twin.actions import Controller
 from twin.kpis import Kpis
@@ -61,6 +65,11 @@ KPI_LABELS: dict[str, str] = {
     "total_cost": "Total cost",
 }
 SERIES_KPIS: tuple[str, ...] = ("sla_misses", "overtime_hours", "backlog_end", "total_cost")
+#: The risk panel's horizons (hours ahead), rollouts per arm, and how often it is
+#: recomputed (simulated minutes: the forecast is the page's most expensive part).
+RISK_HOURS: tuple[float, ...] = (1.0, 2.0)
+RISK_SAMPLES = 3
+RISK_EVERY_MINUTES = 60
 
 _SETUP_ERRORS = (ScenarioError, StrategyError, OSError, ValueError, KeyError)
 
@@ -234,17 +243,38 @@ class PlannerTwin(mesa.Model):
         return self._advisor
 
     def advice_options(self) -> AdviceOptions:
-        """How the panel asks: the server's defaults, this run's seed, impact if chosen,
-        no drivers (the panel does not show them)."""
-        return AdviceOptions(impact=self.predict_impact, seed=self.seed, explain=False)
+        """How the panel asks: the server's defaults, this run's seed, impact if chosen."""
+        return AdviceOptions(impact=self.predict_impact, seed=self.seed)
+
+    def advice_answer(self) -> Advice:
+        """The advisor's whole answer at strategy A's current state: ranked actions,
+        headline, per-sector detail (what ``POST /v1/recommend`` answers)."""
+        assert self.a is not None and self.scenario is not None
+        return advise(
+            self.advisor(), self.a.model.snapshot(), self.advice_options(), scenario=self.scenario
+        )
 
     def advice(self) -> tuple[SectorAdvice, ...]:
         """The advisor's recommendations at strategy A's current state, per sector."""
+        return self.advice_answer().sectors
+
+    @property
+    def risk_key(self) -> int:
+        """Changes every :data:`RISK_EVERY_MINUTES` simulated minutes (when to recompute)."""
+        return int(self.minute // RISK_EVERY_MINUTES)
+
+    def risk(self) -> Forecast:
+        """Risk of SLA misses and overtime over the next hours from strategy A's state,
+        under the advisor and under the actions in force (what ``POST /v1/forecast`` answers)."""
         assert self.a is not None and self.scenario is not None
-        advice = advise(
-            self.advisor(), self.a.model.snapshot(), self.advice_options(), scenario=self.scenario
+        return forecast(
+            self.scenario,
+            self.a.model.snapshot(),
+            self.advisor(),
+            hours=RISK_HOURS,
+            samples=RISK_SAMPLES,
+            seed=self.seed,
         )
-        return advice.sectors
 
     def side_by_side(self) -> list[tuple[str, float, float | None]]:
         """``(label, A, B)`` for every KPI of the whole operation (B ``None`` without B)."""

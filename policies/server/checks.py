@@ -61,6 +61,32 @@ def check_snapshot(
         raise ClientError([*prefix, *err.loc], err.msg, "snapshot_error") from None
 
 
+def check_rollout_cost(
+    snap: OperationSnapshot,
+    samples: int,
+    horizon_minutes: float,
+    settings: Settings,
+    loc: list[str | int],
+) -> None:
+    """Refuse (422) a request whose rollouts would cost more than the server's budget.
+
+    The cost of a request's rollouts grows with the work in the snapshot, the samples
+    and the horizon: ``items x samples x horizon_minutes`` (items: waiting and in
+    service, at least 1) must be at most ``settings.max_rollout_cost``. Checked before
+    any rollout runs; the message names the limit and what to lower.
+    """
+    items = max(1, sum(st.queued + st.serving for st in snap.sectors))
+    cost = items * samples * horizon_minutes
+    if cost > settings.max_rollout_cost:
+        raise ClientError(
+            loc,
+            f"rollout cost items x samples x horizon_minutes = {items:,} x {samples} x "
+            f"{horizon_minutes:g} = {cost:,.0f} exceeds this server's max_rollout_cost of "
+            f"{settings.max_rollout_cost:,}: ask for fewer samples or a shorter horizon",
+            "rollout_cost",
+        )
+
+
 def _option(value: int | None, default: int, limit: int, loc: list[str | int], what: str) -> int:
     if value is None:
         return default
@@ -79,6 +105,7 @@ def request_options(defaults: AdviceOptions, req: RecommendRequest) -> AdviceOpt
             impact_scope=req.impact_scope,
             seed=req.seed,
             explain=req.explain,
+            min_saving=req.min_saving,
         )
     except OptionError as err:
         raise ClientError(["body", "request", err.option], f"{err} on this server") from None

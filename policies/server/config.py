@@ -17,8 +17,14 @@ from policies.advice import (
     IMPACT_SAMPLES,
     MAX_HORIZON_MINUTES,
     MAX_SAMPLES,
+    MIN_SAVING,
     AdviceOptions,
 )
+
+#: Default budget of one request's rollouts, in item-sample-minutes (items in the
+#: snapshot x samples x horizon): 2,000 items at 32 samples and 480 minutes fit, the
+#: largest snapshot at the largest options (100,000 x 32 x 480) does not.
+MAX_ROLLOUT_COST = 50_000_000
 
 
 class Settings(BaseSettings):
@@ -47,11 +53,19 @@ class Settings(BaseSettings):
     impact_scope: Literal["per_sector", "total"] = Field(
         "per_sector", description="default impact_scope of requests (see RecommendRequest)"
     )
+    min_saving: float = Field(
+        MIN_SAVING, ge=0, description="smallest predicted cost saving for a listed action"
+    )
     forecast_hours: tuple[float, ...] = Field((1.0, 2.0, 3.0, 4.0), min_length=1)
     forecast_samples: int = Field(8, ge=2)
     max_samples: int = Field(MAX_SAMPLES, ge=2, description="largest samples a request may ask for")
     max_horizon_minutes: int = Field(
         MAX_HORIZON_MINUTES, ge=1, description="longest rollout a request may ask"
+    )
+    max_rollout_cost: int = Field(
+        MAX_ROLLOUT_COST,
+        ge=1,
+        description="largest items x samples x horizon_minutes of one request's rollouts",
     )
     max_snapshot_items: int = Field(100_000, ge=1, description="work items in one snapshot")
     max_snapshot_workers: int = Field(10_000, ge=1, description="workers in one snapshot")
@@ -88,6 +102,7 @@ def advice_defaults(settings: Settings) -> AdviceOptions:
         horizon_minutes=settings.impact_horizon_minutes,
         impact_scope=settings.impact_scope,
         seed=settings.seed,
+        min_saving=settings.min_saving,
         max_samples=settings.max_samples,
         max_horizon_minutes=settings.max_horizon_minutes,
     )

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from policies.advice import DECLINE_REASONS
 from policies.messages import KINDS
 
 if TYPE_CHECKING:
     from policies.server.state import Served
 
 
+#: Recent recommendations whose kind of advice this process remembers for feedback.
+REMEMBERED_KINDS = 100_000
+
+
 class Metrics:
     """Prometheus metrics of one app (its own registry, so apps never share counters)."""
 
     def __init__(self) -> None:
+        self._kinds: OrderedDict[str, str] = OrderedDict()
+        self._kinds_lock = threading.Lock()
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "synctwin_http_requests", "HTTP requests", ["route", "method", "status"], registry=r
@@ -33,6 +42,33 @@ class Metrics:
         )
         for k in KINDS:
             self.recommendations.labels(k)
+        self.answers = Counter(
+            "synctwin_advice_answers",
+            "recommendation answers by status (act, hold, unranked)",
+            ["status"],
+            registry=r,
+        )
+        for status in ("act", "hold", "unranked"):
+            self.answers.labels(status)
+        self.actions = Counter(
+            "synctwin_advice_actions", "ranked actions by kind", ["kind"], registry=r
+        )
+        for k in KINDS:
+            self.actions.labels(k)
+        self.not_recommended = Counter(
+            "synctwin_advice_not_recommended",
+            "policy proposals not recommended, by reason (costs_more: the twin predicts "
+            "they cost more than they save)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in DECLINE_REASONS:
+            self.not_recommended.labels(reason)
+        self.against_plan = Counter(
+            "synctwin_advice_against_plan",
+            "ranked actions that depart from the scenario's plan rules",
+            registry=r,
+        )
         self.policy_info = Gauge(
             "synctwin_policy_info",
             "the served policy (value 1)",
@@ -48,6 +84,13 @@ class Metrics:
         self.feedback = Counter(
             "synctwin_feedback", "feedback on recommendations", ["accepted"], registry=r
         )
+        self.feedback_by_advice = Counter(
+            "synctwin_feedback_by_advice",
+            "feedback by kind of advice (policies.feedback.advice_kind; 'unknown': a "
+            "recommendation this process did not give)",
+            ["advice", "accepted"],
+            registry=r,
+        )
         self.rollout_seconds = Histogram(
             "synctwin_rollout_seconds",
             "time spent in twin rollouts per request",
@@ -55,6 +98,20 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+
+    def remember_advice(self, recommendation_id: str, kind: str) -> None:
+        """Remember a recommendation's kind of advice, for its feedback."""
+        with self._kinds_lock:
+            self._kinds[recommendation_id] = kind
+            if len(self._kinds) > REMEMBERED_KINDS:
+                self._kinds.popitem(last=False)
+
+    def count_feedback(self, recommendation_id: str, accepted: bool) -> None:
+        """Count feedback, in total and by the recommendation's kind of advice."""
+        self.feedback.labels(str(accepted).lower()).inc()
+        with self._kinds_lock:
+            kind = self._kinds.get(recommendation_id, "unknown")
+        self.feedback_by_advice.labels(kind, str(accepted).lower()).inc()
 
     def set_policy(self, served: Served) -> None:
         self.policy_info.clear()

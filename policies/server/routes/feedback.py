@@ -20,5 +20,5 @@ def feedback(body: FeedbackRequest, state: StateDep) -> FeedbackOut:
     """Whether a recommendation was accepted (stored in the decision log)."""
     if not state.decisions.feedback(body.recommendation_id, body.accepted, body.comment):
         raise HTTPException(404, f"no recommendation with id {body.recommendation_id!r}")
-    state.metrics.feedback.labels(str(body.accepted).lower()).inc()
+    state.metrics.count_feedback(body.recommendation_id, body.accepted)
     return FeedbackOut(recommendation_id=body.recommendation_id, stored=True)

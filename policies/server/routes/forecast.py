@@ -22,7 +22,7 @@ from policies.schemas import (
     RiskAt,
     SectorForecast,
 )
-from policies.server.checks import check_snapshot, forecast_options
+from policies.server.checks import check_rollout_cost, check_snapshot, forecast_options
 from policies.server.deps import PolicyDep, StateDep, require_api_key
 from policies.server.responses import ERRORS, json_response
 from policies.server.state import Served
@@ -47,6 +47,7 @@ def forecast(body: ForecastBody, served: PolicyDep, state: StateDep) -> Response
     hours, samples, seed = forecast_options(state.settings, req)
     snap = req.snapshot
     check_snapshot(served, snap, state.settings, prefix)
+    check_rollout_cost(snap, samples, max(hours) * 60, state.settings, prefix[:-1])
     with state.rollout_slot():
         t0 = time.perf_counter()
         fc = run_forecast(

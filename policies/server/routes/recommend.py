@@ -13,16 +13,20 @@ from fastapi import APIRouter, Depends, Response
 from starlette.concurrency import run_in_threadpool
 
 from policies.advice import Advice, AdviceError, AdviceOptions, advise
+from policies.feedback import advice_kind
 from policies.schemas import (
+    ActionOut,
+    DeclinedOut,
     DriverOut,
     ErrorOut,
     ImpactOut,
+    ReasonOut,
     Recommendation,
     RecommendBody,
     RecommendRequest,
     SectorRecommendation,
 )
-from policies.server.checks import check_snapshot, request_options
+from policies.server.checks import check_rollout_cost, check_snapshot, request_options
 from policies.server.deps import PolicyDep, StateDep, require_api_key
 from policies.server.errors import ClientError
 from policies.server.responses import ERRORS, VERSION_HEADER
@@ -53,14 +57,19 @@ async def recommend(body: RecommendBody, served: PolicyDep, state: StateDep) -> 
         req, prefix = RecommendRequest(snapshot=body), ["body", "snapshot"]
     options = request_options(state.advice_defaults, req)
     if options.impact:
-        return await run_in_threadpool(_recommend, served, state, req.snapshot, options, prefix)
-    return _recommend(served, state, req.snapshot, options, prefix)
+        return await run_in_threadpool(
+            _recommend, served, state, req.snapshot, options, prefix, req.detail
+        )
+    return _recommend(served, state, req.snapshot, options, prefix, req.detail)
 
 
-def recommendation(advice: Advice, served: Served, recommendation_id: str) -> Recommendation:
-    """The response body of ``POST /v1/recommend`` for ``advice`` (numbers rounded)."""
+def recommendation(
+    advice: Advice, served: Served, recommendation_id: str, *, detail: bool = True
+) -> Recommendation:
+    """The response body of ``POST /v1/recommend`` for ``advice`` (numbers rounded);
+    ``detail``: with every sector's decision in ``sectors``."""
     sectors = []
-    for a in advice.sectors:
+    for a in advice.sectors if detail else ():
         assert a.confidence is not None and a.probabilities is not None  # a bundle's advice
         sectors.append(
             SectorRecommendation(
@@ -75,6 +84,7 @@ def recommendation(advice: Advice, served: Served, recommendation_id: str) -> Re
                     for field, p in a.probabilities.items()
                 },
                 drivers=[DriverOut.of(x) for x in a.drivers],
+                reasons=[ReasonOut.of(x) for x in a.reasons],
                 impact=ImpactOut.of(a.impact) if a.impact is not None else None,
             )
         )
@@ -85,6 +95,11 @@ def recommendation(advice: Advice, served: Served, recommendation_id: str) -> Re
         policy=served.ref,
         scenario=advice.scenario,
         minute=advice.minute,
+        status=advice.status,
+        headline=advice.headline,
+        actions=[ActionOut.of(x) for x in advice.actions],
+        not_recommended=[DeclinedOut.of(x) for x in advice.declined],
+        min_saving=advice.options.min_saving,
         sectors=sectors,
         total_impact=ImpactOut.of(total) if total is not None else None,
         impact_seed=advice.impact_seed,
@@ -98,9 +113,14 @@ def _recommend(
     snap: OperationSnapshot,
     options: AdviceOptions,
     prefix: list[str | int],
+    detail: bool = True,
 ) -> Response:
     """The work of ``POST /v1/recommend`` (see the route): check, advise, shape, record."""
     check_snapshot(served, snap, state.settings, prefix)
+    if options.impact:
+        check_rollout_cost(
+            snap, options.samples, options.horizon_minutes, state.settings, prefix[:-1]
+        )
     try:
         advice = advise(served.policy, snap, options, rollout_gate=state.rollout_slot, checked=True)
     except AdviceError as err:
@@ -111,7 +131,18 @@ def _recommend(
     for a in advice.sectors:
         for k in a.kinds:
             counter.labels(k).inc()
-    rec = recommendation(advice, served, str(uuid.uuid4()))
+    m = state.metrics
+    m.answers.labels(advice.status).inc()
+    for action in advice.actions:
+        for k in action.kinds:
+            m.actions.labels(k).inc()
+        if action.against_plan:
+            m.against_plan.inc()
+    for d in advice.declined:
+        m.not_recommended.labels(d.reason).inc()
+    rec = recommendation(advice, served, str(uuid.uuid4()), detail=detail)
+    top = advice.actions[0].kinds if advice.actions else ()
+    m.remember_advice(rec.recommendation_id, advice_kind(advice.status, top))
     body_json = rec.model_dump_json()
     state.decisions.record(
         rec.recommendation_id, served.ref.model_dump(), snap.model_dump_json(), body_json
