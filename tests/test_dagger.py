@@ -104,7 +104,32 @@ def test_train_with_dagger_through_the_cli_and_export(tmp_path: Path) -> None:
         timeout=600,
     )
     assert export.returncode == 0, export.stderr
-    assert (tmp_path / "bundle" / "manifest.json").exists()
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["evaluation"]["vs_threshold"] == rounds[-1]["vs_threshold"]
+    assert [r["round"] for r in manifest["training"]["warm_start"]["rounds"]] == [0, 1]
+    curves = subprocess.run(
+        [*CLI, "experiment", "curves", "run", "--out", "curves.png"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert curves.returncode == 0, curves.stderr
+    assert "run: 2 evaluations" in curves.stdout
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_curves_of_a_directory_that_is_no_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(
+        [*CLI, "experiment", "curves", "empty"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "no run.json" in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 
 def test_dagger_needs_a_teacher(tmp_path: Path) -> None:

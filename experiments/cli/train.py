@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from experiments.cli.app import app, bench_app, write_bench_json
+from experiments.cli.app import app, bench_app, experiment_app, write_bench_json
 from experiments.cli.console import console, err_console, fail, say, user_errors
 from experiments.paths import (
     check_output_dir,
@@ -336,3 +336,29 @@ def bench_train_cmd(
     if ttb:
         say(f"time to beat threshold: {json.dumps(ttb)}")
     say(f"wrote {out}")
+
+
+@experiment_app.command("curves")
+def experiment_curves(
+    runs: Annotated[
+        list[Path], typer.Argument(help="training run directories", callback=user_path)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="the picture (PNG)", callback=user_path)
+    ] = Path("reports/learning-curves.png"),
+) -> None:
+    """Learning curves: held-out cost of each run against minutes and decisions learnt from."""
+    from experiments.reporting.learning_curves import CurveError, plot_curves, read_curve
+
+    with user_errors():
+        try:
+            curves = [read_curve(r) for r in runs]
+        except CurveError as err:
+            fail(str(err))
+        plot_curves(curves, out)
+    for c in curves:
+        say(
+            f"{c.label}: {len(c.cost)} evaluations, last {c.cost[-1]:,.0f} after "
+            f"{c.minutes[-1]:.1f} min" + (f" (threshold {c.threshold:,.0f})" if c.threshold else "")
+        )
+    say(f"wrote {shell_path(out)}")
