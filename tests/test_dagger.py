@@ -142,3 +142,25 @@ def test_dagger_needs_a_teacher(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--warm-start" in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_shipped_peak_surge_bundle_matches_the_twin_and_beats_threshold() -> None:
+    """The bundle trained by DAgger from lookahead (README: Results on the headroom suite)."""
+    from policies.bundle import read_manifest
+    from policies.runtime import BundlePolicy
+    from twin.runner import simulate
+
+    bundle = Path(__file__).resolve().parent.parent / "policies" / "peak-surge"
+    manifest = read_manifest(bundle)
+    sc = load_scenario("peak-surge")
+    assert manifest.scenario.name == "peak-surge"
+    assert manifest.scenario.digest == sc.digest  # retrain when the scenario changes
+    teacher = manifest.training["warm_start"]
+    assert teacher["baseline"] == "lookahead" and len(teacher["rounds"]) > 1
+    policy = BundlePolicy(bundle, sc)
+    seeds = range(4)  # compare's held-out seeds: never trained on
+    learned = [simulate(sc, policy, s).kpis().total.total_cost for s in seeds]
+    rule = [
+        simulate(sc, make_controller("threshold", sc, s), s).kpis().total.total_cost for s in seeds
+    ]
+    assert np.mean(learned) < np.mean(rule)
