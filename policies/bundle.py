@@ -9,6 +9,14 @@ Loading verifies the schema version, that every file listed is present with the
 recorded sha256, and that the feature list and action schema match what this
 version of the twin produces, and fails with a :class:`BundleError` that says which
 of these is wrong. This module imports neither torch nor ray.
+
+A bundle is identified by its manifest's ``version`` *and* its contents:
+:attr:`Manifest.content_digest` is a sha256 over what decides the policies'
+behaviour (sectors, policy mode, the sector -> file mapping, feature names, action
+schema, scenario, and every file's checksum, which loading verifies against the
+bytes), and :attr:`Manifest.served_version` (``"<version>+<12 hex of the digest>"``)
+is the version a server reports. Swapping two files, or changing any byte of one,
+changes it even when the manifest's ``version`` stays the same.
 """
 
 from __future__ import annotations
@@ -23,6 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 BUNDLE_SCHEMA_VERSION: Final = 1
 MANIFEST = "manifest.json"
+#: hex characters of the content digest in the served version
+DIGEST_CHARS: Final = 12
+#: ONNX metadata (``metadata_props``) an exporter writes and loading checks when present:
+#: the JSON list of the sectors a file serves, in scenario order, and the policy mode
+SECTORS_METADATA: Final = "synctwin.sectors"
+MODE_METADATA: Final = "synctwin.policy_mode"
 
 
 class BundleError(ValueError):
@@ -63,6 +77,33 @@ class Manifest(BaseModel):
     files: dict[str, FileEntry] = Field(description="file name -> checksum and size")
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def content_digest(self) -> str:
+        """sha256 (hex) of the bundle's contents: what the policies are and do.
+
+        Covers the scenario, sectors, policy mode, policy files, feature names,
+        action schema and each file's sha256 under its name; not the name, version,
+        creation time or the training and evaluation records. The file checksums
+        stand for the files' bytes once :func:`read_manifest` has verified them.
+        """
+        content = {
+            "schema_version": self.schema_version,
+            "scenario": self.scenario.model_dump(mode="json"),
+            "sectors": list(self.sectors),
+            "policy_mode": self.policy_mode,
+            "policy_files": dict(self.policy_files),
+            "feature_names": list(self.feature_names),
+            "action_schema": self.action_schema,
+            "files": {name: entry.sha256 for name, entry in self.files.items()},
+        }
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def served_version(self) -> str:
+        """``"<version>+<first 12 hex of content_digest>"``: changes with any content."""
+        return f"{self.version}+{self.content_digest[:DIGEST_CHARS]}"
 
 
 def sha256_file(path: Path) -> str:

@@ -19,17 +19,34 @@ Policy modes (``manifest.policy_mode``):
 Each ONNX file maps ``obs`` (float32, batch first) to ``logits``: for every sector,
 the concatenated logits of the MultiDiscrete action fields. The greedy action is
 the argmax of each field's logits.
+
+Loading checks every ONNX file against the manifest before it is used: one float32
+input ``obs`` of ``(batch, n)`` and a first output ``logits`` of ``(batch, k)``,
+where ``n`` is the number of features (plus the sectors' one-hot in ``shared``
+mode, times the sectors in ``centralised`` mode) and ``k`` the sum of the sector's
+action ``nvec`` (of every sector in ``centralised`` mode). An exporter that wrote
+the file's sectors into its ONNX metadata (``synctwin.sectors``, a JSON list) is
+held to them too, so two sectors' files swapped with their checksums are refused;
+files without that metadata (older bundles) are checked by shape alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from policies.bundle import BundleError, Manifest, read_manifest
+from policies.bundle import (
+    MODE_METADATA,
+    SECTORS_METADATA,
+    BundleError,
+    Manifest,
+    read_manifest,
+)
 from twin.actions import SectorAction
 from twin.features import FEATURE_NAMES, featurizer
 from twin.scenario import Scenario, ScenarioError, load_scenario
@@ -95,20 +112,101 @@ class BundlePolicy:
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         self._sessions: dict[str, ort.InferenceSession] = {}
-        for file in sorted(set(m.policy_files.values())):
+        files = sorted(set(m.policy_files.values()))
+        if m.policy_mode != "per_sector" and len(files) != 1:
+            raise BundleError(
+                f"policy bundle {self.path}: policy mode {m.policy_mode!r} needs one policy "
+                f"file for every sector, the manifest names {len(files)}: {files}"
+            )
+        for file in files:
+            # the bytes verified here are the bytes run: the digest describes what is served
             try:
-                self._sessions[file] = ort.InferenceSession(
-                    str(self.path / file), sess_options=opts, providers=["CPUExecutionProvider"]
+                data = (self.path / file).read_bytes()
+            except OSError as err:
+                raise BundleError(
+                    f"policy bundle {self.path}: cannot read {file}: {err.strerror or err}"
+                ) from None
+            if hashlib.sha256(data).hexdigest() != m.files[file].sha256:
+                raise BundleError(
+                    f"policy bundle {self.path}: checksum mismatch for {file} "
+                    "(the file changed while the bundle was loading)"
+                )
+            try:
+                session = ort.InferenceSession(
+                    data, sess_options=opts, providers=["CPUExecutionProvider"]
                 )
             except Exception as err:  # onnxruntime raises its own exception types
                 raise BundleError(f"policy bundle {self.path}: cannot load {file}: {err}") from None
+            self._check_model(file, session)
+            self._sessions[file] = session
         self._splits = {
             s: np.cumsum(c.nvec)[:-1] for s, c in self.codecs.items()
         }  # where each field's logits end
 
     @property
+    def digest(self) -> str:
+        """The bundle's content digest (see :attr:`Manifest.content_digest`)."""
+        return self.manifest.content_digest
+
+    @property
     def version(self) -> str:
-        return self.manifest.version
+        """The served version: the manifest's version and 12 hex of the content digest."""
+        return self.manifest.served_version
+
+    def _check_model(self, file: str, session: ort.InferenceSession) -> None:
+        """``file``'s inputs, outputs and metadata against the manifest's sectors."""
+        m = self.manifest
+        sectors = [s for s in m.sectors if m.policy_files[s] == file]
+        named = f"sector {sectors[0]!r}" if len(sectors) == 1 else f"sectors {sectors}"
+        where = f"policy bundle {self.path}: {file} ({named})"
+        n_feat = len(m.feature_names)
+        width = {s: int(self.codecs[s].nvec.sum()) for s in m.sectors}
+        if m.policy_mode == "centralised":
+            n_in, n_out = n_feat * len(m.sectors), sum(width.values())
+            n_in_means = f"{len(m.sectors)} sectors' {n_feat} features"
+        else:
+            n_in = n_feat + (len(m.sectors) if m.policy_mode == "shared" else 0)
+            n_in_means = f"{n_feat} features" + (
+                f" and a one-hot of {len(m.sectors)} sectors" if m.policy_mode == "shared" else ""
+            )
+            outs = {width[s] for s in sectors}
+            if len(outs) != 1:
+                raise BundleError(f"{where}: its sectors' action encodings differ in size")
+            (n_out,) = outs
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != "obs" or inputs[0].type != "tensor(float)":
+            got = [(i.name, i.type) for i in inputs]
+            raise BundleError(f"{where}: needs one float32 input 'obs', the model has {got}")
+        if not outputs or outputs[0].name != "logits":
+            got = [o.name for o in outputs]
+            raise BundleError(f"{where}: needs the output 'logits' first, the model has {got}")
+        expected = (
+            ("input", inputs[0], n_in, n_in_means),
+            ("output", outputs[0], n_out, "the action schema's nvec summed"),
+        )
+        for kind, arg, size, means in expected:
+            shape = list(arg.shape)
+            if len(shape) != 2 or shape[1] != size:
+                raise BundleError(
+                    f"{where}: {kind} {arg.name!r} has shape {shape}, the manifest needs "
+                    f"[batch, {size}] ({means}): is it another sector's or bundle's file?"
+                )
+        meta = session.get_modelmeta().custom_metadata_map
+        if SECTORS_METADATA in meta:
+            try:
+                exported_for = json.loads(meta[SECTORS_METADATA])
+            except json.JSONDecodeError:
+                exported_for = meta[SECTORS_METADATA]
+            if exported_for != sectors:
+                raise BundleError(
+                    f"{where}: the file was exported for sectors {exported_for}, the manifest "
+                    f"maps it to {sectors}"
+                )
+        if MODE_METADATA in meta and meta[MODE_METADATA] != m.policy_mode:
+            raise BundleError(
+                f"{where}: the file was exported for policy mode {meta[MODE_METADATA]!r}, "
+                f"the manifest says {m.policy_mode!r}"
+            )
 
     def _check_compatible(self) -> None:
         m, sc = self.manifest, self.scenario

@@ -25,9 +25,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import wait_ready
+from conftest import SHIPPED_BUNDLE, wait_ready
 from scipy import stats as scipy_stats
 
+from policies.bundle import DIGEST_CHARS, read_manifest
 from policies.decision_log import DecisionLog
 from policies.explain import decide_and_explain, reference_day
 from policies.impact import estimate_impact, forecast, mean_interval, proportion_interval
@@ -43,6 +44,10 @@ API_KEY = "test-key"
 ADMIN_KEY = "test-admin-key"
 MAX_BODY = 200_000
 FAST = {"impact": True, "samples": 3, "horizon_minutes": 45}
+# what the server reports for the copies: manifest version + the contents' digest, which
+# the copies share with the shipped bundle (the manifest's version is not part of it)
+DIGEST = read_manifest(SHIPPED_BUNDLE).content_digest[:DIGEST_CHARS]
+SRV1, SRV2 = f"srv-1+{DIGEST}", f"srv-2+{DIGEST}"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -168,14 +173,14 @@ def current_version(server: Server) -> str:
 def test_health_ready_and_policy(server: Server, bundles: Bundles) -> None:
     r = httpx.get(f"{server.url}/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
-    assert r.headers["x-policy-version"] == "srv-1"
+    assert r.headers["x-policy-version"] == SRV1
     r = httpx.get(f"{server.url}/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "policy_version": "srv-1"}
+    assert r.json() == {"status": "ready", "policy_version": SRV1}
     r = httpx.get(f"{server.url}/v1/policy", headers=server.headers())
     assert r.status_code == 200
     info = r.json()
-    assert info["version"] == "srv-1" and r.headers["x-policy-version"] == "srv-1"
+    assert info["version"] == SRV1 and r.headers["x-policy-version"] == SRV1
     assert info["scenario"] == "default"
     assert info["sectors"] == list(load_scenario("default").sector_names)
     assert info["manifest"]["feature_names"] == list(FEATURE_NAMES)
@@ -196,8 +201,8 @@ def test_recommend_end_to_end(
         )
         assert r.status_code == 200, r.text
         rec = r.json()
-        assert rec["policy_version"] == "srv-1" == r.headers["x-policy-version"]
-        assert rec["policy"]["version"] == "srv-1"
+        assert rec["policy_version"] == SRV1 == r.headers["x-policy-version"]
+        assert rec["policy"]["version"] == SRV1
         assert rec["minute"] == snap.minute
         assert [s["sector"] for s in rec["sectors"]] == list(scenario.sector_names)
         expected = policy.decide(snap)
@@ -284,7 +289,7 @@ def test_forecast_end_to_end(
     r = httpx.post(f"{server.url}/v1/forecast", json=body, headers=server.headers(), timeout=120)
     assert r.status_code == 200, r.text
     fc = r.json()
-    assert fc["policy_version"] == "srv-1" == r.headers["x-policy-version"]
+    assert fc["policy_version"] == SRV1 == r.headers["x-policy-version"]
     assert fc["hours"] == [1.0, 2.0] and fc["samples"] == 3
     assert [s["sector"] for s in fc["sectors"]] == list(load_scenario("default").sector_names)
     for s in [*fc["sectors"], fc["total"]]:
@@ -361,7 +366,7 @@ def test_reload_under_concurrent_requests(
         t.start()
     try:
         time.sleep(0.3)
-        for target, version in ((bundles.v2, "srv-2"), (bundles.v1, "srv-1")) * 2:
+        for target, version in ((bundles.v2, SRV2), (bundles.v1, SRV1)) * 2:
             r = reload(server, target)
             assert r.status_code == 200, r.text
             assert r.json()["policy_version"] == version == r.headers["x-policy-version"]
@@ -374,9 +379,9 @@ def test_reload_under_concurrent_requests(
     failed = [x for x in results if x[0] != 200]
     assert not failed, failed[:5]
     versions = {v for _, v, _ in results}
-    assert versions == {"srv-1", "srv-2"}
+    assert versions == {SRV1, SRV2}
     assert all(body_v == header_v for _, body_v, header_v in results)
-    assert current_version(server) == "srv-1"
+    assert current_version(server) == SRV1
 
 
 @pytest.mark.parametrize(
@@ -416,8 +421,8 @@ def test_bad_bundle_is_refused_and_old_one_keeps_serving(
     assert message in text
     if status == 422:
         assert detail[0]["loc"] == ["body", "path"]
-    assert results and all(x == (200, "srv-1", "srv-1") for x in results)
-    assert current_version(server) == "srv-1"
+    assert results and all(x == (200, SRV1, SRV1) for x in results)
+    assert current_version(server) == SRV1
 
 
 # --------------------------------------------------------------------------- auth, input
@@ -436,7 +441,7 @@ def test_auth(server: Server, bundles: Bundles, snapshots: list[OperationSnapsho
         assert reload(server, bundles.v1, key or "").status_code == 401
     r = reload(server, bundles.v2, API_KEY)
     assert r.status_code == 403 and "admin key" in r.json()["detail"]
-    assert current_version(server) == "srv-1"
+    assert current_version(server) == SRV1
     admin = server.headers(ADMIN_KEY)
     assert httpx.post(f"{url}/v1/recommend", json=body, headers=admin).status_code == 200
     assert httpx.get(f"{url}/healthz").status_code == 200
@@ -562,7 +567,7 @@ def test_feedback_is_stored_with_the_decision(
     records = [json.loads(line) for line in server.log.read_text().splitlines()]
     (logged,) = [x for x in records if x.get("id") == rec_id]
     assert logged["type"] == "recommendation"
-    assert logged["policy"]["version"] == "srv-1"
+    assert logged["policy"]["version"] == SRV1
     assert OperationSnapshot.model_validate(logged["snapshot"]) == snap
     assert logged["recommendation"]["recommendation_id"] == rec_id
     (feedback,) = [x for x in records if x.get("recommendation_id") == rec_id and "accepted" in x]
@@ -591,7 +596,7 @@ def test_metrics_count_requests_and_recommendations(
     for k in kinds_seen:
         assert float(lines[f'synctwin_recommendations_total{{kind="{k}"}}']) >= 1
     info = [k for k in lines if k.startswith("synctwin_policy_info")]
-    assert len(info) == 1 and 'version="srv-1"' in info[0] and float(lines[info[0]]) == 1.0
+    assert len(info) == 1 and f'version="{SRV1}"' in info[0] and float(lines[info[0]]) == 1.0
     assert any(
         k.startswith(
             'synctwin_http_requests_total{method="POST",route="/v1/recommend",status="422"'
@@ -635,7 +640,7 @@ def test_openapi_contract_no_server_errors(server: Server, tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "Selected: 8/8" in proc.stdout and "Tested: 8" in proc.stdout
-    assert current_version(server) == "srv-1"
+    assert current_version(server) == SRV1
 
 
 # --------------------------------------------------------------------------- processes
@@ -689,7 +694,7 @@ def test_reload_reaches_every_worker(
             # a new connection each time: both workers answer some
             r = httpx.post(f"{srv.url}/v1/recommend", json=body, headers=srv.headers())
             assert r.status_code == 200
-            streak = streak + 1 if r.json()["policy_version"] == "srv-2" else 0
+            streak = streak + 1 if r.json()["policy_version"] == SRV2 else 0
             if not streak:
                 time.sleep(0.2)
         assert streak >= 30, "some worker still serves srv-1"
@@ -764,7 +769,7 @@ def test_ray_serve_deployment(bundles: Bundles, snapshots: list[OperationSnapsho
         body = {"snapshot": as_json(snapshots[1]), "impact": True, "samples": 2}
         r = httpx.post(f"{url}/v1/recommend", json=body, headers={"X-API-Key": API_KEY}, timeout=60)
         assert r.status_code == 200, r.text
-        assert r.json()["policy_version"] == "srv-1" == r.headers["x-policy-version"]
+        assert r.json()["policy_version"] == SRV1 == r.headers["x-policy-version"]
         assert r.json()["sectors"][0]["impact"]["samples"] == 2
         assert httpx.post(f"{url}/v1/recommend", json=body).status_code == 401
     finally:

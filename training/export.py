@@ -4,7 +4,8 @@ Follows SB3's export guide: a deterministic wrapper ``nn.Module`` that maps
 ``obs`` to the policy's action logits, a pinned opset, named inputs with a dynamic
 batch axis, ``onnx.checker.check_model``, and a check that onnxruntime gives the
 same greedy actions as torch on real and random observations before the bundle
-is written.
+is written. Each ONNX file carries in its metadata the sectors it serves and the
+policy mode, which loading checks against the manifest.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from policies.bundle import Manifest, ScenarioRef, file_entries, write_manifest
+from policies.bundle import (
+    MODE_METADATA,
+    SECTORS_METADATA,
+    Manifest,
+    ScenarioRef,
+    file_entries,
+    write_manifest,
+)
 from twin.env_core import EnvConfig
 from twin.features import FEATURE_HIGH, FEATURE_LOW, FEATURE_NAMES
 from twin.scenario import Scenario, load_scenario
@@ -111,9 +119,17 @@ def _export(wrapper: nn.Module, dummy: torch.Tensor, path: Path) -> None:
 
 
 def export_module(
-    wrapper: nn.Module, obs_dim: int, nvec: np.ndarray, path: Path, check_obs: np.ndarray
+    wrapper: nn.Module,
+    obs_dim: int,
+    nvec: np.ndarray,
+    path: Path,
+    check_obs: np.ndarray,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Write ``wrapper`` as ONNX to ``path`` and verify it against torch.
+
+    ``metadata`` goes into the model's ``metadata_props`` (for a bundle: the sectors
+    the file serves and the policy mode, see :mod:`policies.bundle`).
 
     Returns:
         ``{"max_abs_logit_diff": ..., "action_agreement": ..., "near_ties": ...}`` over
@@ -131,7 +147,11 @@ def export_module(
         # the TorchScript exporter is chosen on purpose: the dynamo one needs onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
         _export(wrapper, dummy, path)
-    onnx.checker.check_model(onnx.load(str(path)))
+    model = onnx.load(str(path))
+    if metadata:
+        onnx.helper.set_model_props(model, metadata)
+        onnx.save(model, str(path))
+    onnx.checker.check_model(model)
     with torch.no_grad():
         expected = wrapper(torch.from_numpy(check_obs)).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -241,7 +261,11 @@ def export_run(
             obs = _check_observations(
                 obs_dim if mode != "shared" else n_feat, len(sectors), mode, rng
             )
-            checks[file] = export_module(wrapper, obs_dim, out_nvec, staging / file, obs)
+            metadata = {
+                SECTORS_METADATA: json.dumps([s for s in sectors if files[s] == file]),
+                MODE_METADATA: mode,
+            }
+            checks[file] = export_module(wrapper, obs_dim, out_nvec, staging / file, obs, metadata)
         evaluation = {}
         if (run_dir / "evaluation.json").is_file():
             evaluation = json.loads((run_dir / "evaluation.json").read_text())

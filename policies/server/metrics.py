@@ -116,5 +116,5 @@ class Metrics:
     def set_policy(self, served: Served) -> None:
         self.policy_info.clear()
         m = served.policy.manifest
-        self.policy_info.labels(m.name, m.version, m.scenario.name).set(1)
+        self.policy_info.labels(m.name, served.version, m.scenario.name).set(1)
         self.policy_loaded.set(time.time())

@@ -54,7 +54,8 @@ class Served:
 
     @property
     def version(self) -> str:
-        return self.policy.manifest.version
+        """The manifest's version and the bundle's content digest: ``"1+3f2a9c0b1d4e"``."""
+        return self.policy.version
 
     @property
     def ref(self) -> PolicyRef:

@@ -24,11 +24,15 @@ router = APIRouter(tags=["policy"])
 
 @router.get("/v1/policy", response_model=PolicyInfo, responses=ERRORS)
 async def policy_info(served: PolicyDep, _: ApiKey) -> Response:
-    """The served bundle: name, version, scenario and its full manifest."""
+    """The served bundle: name, version, scenario and its full manifest.
+
+    ``version`` is the served version, ``"<manifest version>+<content digest>"``; the
+    manifest's own ``version`` is in ``manifest``.
+    """
     m = served.policy.manifest
     info = PolicyInfo(
         name=m.name,
-        version=m.version,
+        version=served.version,
         scenario=m.scenario.name,
         scenario_digest=m.scenario.digest,
         sectors=list(m.sectors),
