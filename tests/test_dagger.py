@@ -144,16 +144,17 @@ def test_dagger_needs_a_teacher(tmp_path: Path) -> None:
     assert "--warm-start" in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 
-def test_shipped_peak_surge_bundle_matches_the_twin_and_beats_threshold() -> None:
-    """The bundle trained by DAgger from lookahead (README: Results on the headroom suite)."""
+@pytest.mark.parametrize("name", ["peak-surge", "lean-week"])
+def test_shipped_suite_bundle_matches_the_twin_and_beats_threshold(name: str) -> None:
+    """The bundles trained by DAgger from lookahead (README: Results on the headroom suite)."""
     from policies.bundle import read_manifest
     from policies.runtime import BundlePolicy
     from twin.runner import simulate
 
-    bundle = Path(__file__).resolve().parent.parent / "policies" / "peak-surge"
+    bundle = Path(__file__).resolve().parent.parent / "policies" / name
     manifest = read_manifest(bundle)
-    sc = load_scenario("peak-surge")
-    assert manifest.scenario.name == "peak-surge"
+    sc = load_scenario(name)
+    assert manifest.scenario.name == name
     assert manifest.scenario.digest == sc.digest  # retrain when the scenario changes
     teacher = manifest.training["warm_start"]
     assert teacher["baseline"] == "lookahead" and len(teacher["rounds"]) > 1
