@@ -184,10 +184,9 @@ class LookaheadController:
             for actions in candidates
             for seed in seeds
         ]
-        if self._pool is not None or self.workers > 1:
-            if self._pool is None:
-                self._pool = process_pool(self.workers)
-            assert self._pool is not None
+        if self._pool is None and self.workers > 1:
+            self._pool = process_pool(self.workers)
+        if self._pool is not None:
             out = list(self._pool.map(_rollout_job, jobs))
         else:
             out = [_rollout_job(j) for j in jobs]

@@ -269,15 +269,15 @@ def train_rllib(
             }
             manifest["warm_start"] = report
             # the imitated policies' held-out evaluation, until PPO replaces it
-            manifest["evaluation"] = {
-                "iteration": 0,
-                "env_steps": 0,
-                "seeds": settings.eval_seed_list,
-                "scenarios": [sc.name for sc in scenarios],
-                "mean_total_cost": last["mean_total_cost"],
-                "threshold_mean_total_cost": baseline,
-                "vs_threshold": last["vs_threshold"],
-            }
+            manifest["evaluation"] = _evaluation_record(
+                settings,
+                scenarios,
+                iteration=0,
+                env_steps=0,
+                cost=last["mean_total_cost"],
+                threshold=baseline,
+                vs_threshold=last["vs_threshold"],
+            )
             _write_json(run_dir / "evaluation.json", manifest["evaluation"])
             # a checkpoint of the imitation alone: the run exports even with 0 PPO steps
             manifest["last_checkpoint"] = save_checkpoint(algo, run_dir, 0)
@@ -311,15 +311,15 @@ def train_rllib(
             it = row["iteration"]
             if done or it % max(1, settings.eval_every) == 0:
                 ev = evaluate()
-                last_eval = {
-                    "iteration": it,
-                    "env_steps": row["env_steps"],
-                    "seeds": settings.eval_seed_list,
-                    "scenarios": [sc.name for sc in scenarios],
-                    "mean_total_cost": ev.policy_cost,
-                    "threshold_mean_total_cost": ev.threshold_cost,
-                    "vs_threshold": ev.vs_threshold,
-                }
+                last_eval = _evaluation_record(
+                    settings,
+                    scenarios,
+                    iteration=it,
+                    env_steps=row["env_steps"],
+                    cost=ev.policy_cost,
+                    threshold=ev.threshold_cost,
+                    vs_threshold=ev.vs_threshold,
+                )
                 row.update(
                     eval_cost=ev.policy_cost,
                     threshold_cost=ev.threshold_cost,
@@ -446,6 +446,29 @@ def warm_start(
         "seconds": time.perf_counter() - t0,
         "fit": rounds[-1]["fit"],
         "rounds": rounds,
+    }
+
+
+def _evaluation_record(
+    settings: RLlibSettings,
+    scenarios: list[Any],
+    *,
+    iteration: int,
+    env_steps: int,
+    cost: float,
+    threshold: float,
+    vs_threshold: float,
+) -> dict[str, Any]:
+    """The held-out evaluation as ``evaluation.json`` and the manifest keep it (and the
+    exported bundle copies it)."""
+    return {
+        "iteration": iteration,
+        "env_steps": env_steps,
+        "seeds": settings.eval_seed_list,
+        "scenarios": [sc.name for sc in scenarios],
+        "mean_total_cost": cost,
+        "threshold_mean_total_cost": threshold,
+        "vs_threshold": vs_threshold,
     }
 
 
