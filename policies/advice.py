@@ -42,7 +42,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.explain import Driver, decide_and_explain, reference_day
-from policies.impact import Impact, Interval, estimate_impact
+from policies.impact import Impact, Interval, Runner, estimate_impact, run_here
 from policies.messages import (
     Certainty,
     Kind,
@@ -332,7 +332,7 @@ def advise(
     options: AdviceOptions = DEFAULT_OPTIONS,
     *,
     scenario: Scenario | None = None,
-    rollout_gate: Callable[[], AbstractContextManager[object]] | None = None,
+    rollout_gate: Callable[[], AbstractContextManager[Runner]] | None = None,
     checked: bool = False,
 ) -> Advice:
     """What ``policy`` would do in every sector at ``snapshot``: decide, impact, kinds, words.
@@ -345,8 +345,9 @@ def advise(
         options: samples, horizon, seed, scope of the impact; whether to explain.
         scenario: the scenario the state belongs to (default: the bundle's own;
             required for a controller that is not a bundle).
-        rollout_gate: called for a context held while the rollouts run (e.g. a limit
-            on concurrent rollouts); none by default.
+        rollout_gate: called for a context held while the rollouts run (a limit on
+            concurrent rollouts); it gives the runner that runs them (e.g. on worker
+            processes, stopping when the client leaves). Default: in this process.
         checked: the caller has checked ``snapshot`` against the scenario already (the
             server does, once, at its border), so the rollouts do not check it again.
 
@@ -363,7 +364,7 @@ def advise(
     report = None
     seconds = 0.0
     if options.impact:
-        with rollout_gate() if rollout_gate is not None else nullcontext():
+        with rollout_gate() if rollout_gate is not None else nullcontext(run_here) as runner:
             t0 = time.perf_counter()
             report = estimate_impact(
                 scenario,
@@ -374,6 +375,7 @@ def advise(
                 seed=options.seed,
                 per_sector=options.impact_scope == "per_sector",
                 checked=checked,
+                runner=runner,
             )
             seconds = time.perf_counter() - t0
     sectors = []

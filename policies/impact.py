@@ -35,6 +35,13 @@ Risk forecast (:func:`forecast`)
     samples, Wilson 95% interval), the expected number of new misses and the
     expected overtime hours (mean, Student-t 95% interval).
 
+Execution: both functions describe their rollouts as :class:`RolloutJob` values and
+hand them, all at once, to a *runner* (:data:`Runner`). The default,
+:func:`run_here`, runs them one after another in this process; the policy server
+passes one that spreads them over worker processes
+(:class:`policies.rollout_pool.RolloutPool`). A job's result depends only on the
+scenario, the snapshot and the job, so every runner gives the same numbers.
+
 Intervals: ``low``/``high`` are a 95% confidence interval of the mean over the
 samples (Student t on the paired differences), not a range of outcomes. With the
 few samples a live answer can afford they are wide; they say how sure the
@@ -44,7 +51,7 @@ result is how far it actually ran.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +107,7 @@ def rollout(
     checkpoints: Sequence[float] = (),
     *,
     checked: bool = False,
+    interrupt: Callable[[], bool] | None = None,
 ) -> Rollout:
     """Run a twin rebuilt from ``snapshot`` for ``minutes`` (or to the scenario's horizon).
 
@@ -114,15 +122,22 @@ def rollout(
         checkpoints: minutes from the start at which to read the cumulative KPIs
             (the end of the rollout is always read last).
         checked: the snapshot already passed :func:`twin.live.check_snapshot`.
+        interrupt: asked after every tick; when it answers true the rollout stops
+            with :class:`RolloutInterrupted` (a deadline passed, the client left).
 
     Raises:
         twin.live.SnapshotError: (unless ``checked``) the snapshot does not fit the scenario.
+        RolloutInterrupted: ``interrupt`` answered true.
     """
     model = rollout_twin(scenario, snapshot, seed, checked=checked)
     try:
-        return _run(model, minutes, actions, controller, checkpoints)
+        return _run(model, minutes, actions, controller, checkpoints, interrupt)
     finally:
         close(model)
+
+
+class RolloutInterrupted(Exception):
+    """A rollout stopped before its end because it was no longer wanted."""
 
 
 def _run(
@@ -131,6 +146,7 @@ def _run(
     actions: Mapping[str, SectorAction] | None,
     controller: Controller | None,
     checkpoints: Sequence[float],
+    interrupt: Callable[[], bool] | None = None,
 ) -> Rollout:
     scenario = model.scenario
     start = model.minute
@@ -148,6 +164,8 @@ def _run(
         elapsed = model.minute - start
         while marks and elapsed >= marks[0] - 1e-9:
             reads[marks.pop(0)] = _read(model)
+        if interrupt is not None and interrupt():
+            raise RolloutInterrupted
 
     run_for(model, minutes, controller, actions=actions, decide_at_start=True, on_tick=on_tick)
     end = _read(model)
@@ -170,6 +188,64 @@ def _read(model: OperationModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         np.array([r.overtime_hours for r in recs], dtype=np.float64),
         np.array([r.total_cost for r in recs], dtype=np.float64),
     )
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class RolloutJob:
+    """One rollout of a question: its seed, length, actions, and whether the policy acts.
+
+    ``with_policy`` jobs are run with the question's policy as controller (a
+    forecast's ``policy`` arm); the others keep the actions in force, after putting
+    ``actions`` in force at the start.
+    """
+
+    seed: int
+    minutes: float
+    actions: Mapping[str, SectorAction] | None = None
+    with_policy: bool = False
+    checkpoints: tuple[float, ...] = ()
+
+
+#: Runs the rollouts of one question: ``runner(scenario, snapshot, jobs, policy)``
+#: returns one :class:`Rollout` per job, in the jobs' order. ``policy`` is the
+#: controller of the ``with_policy`` jobs (``None`` if there are none).
+Runner = Callable[
+    [Scenario, OperationSnapshot, Sequence[RolloutJob], Controller | None], list[Rollout]
+]
+
+
+def run_job(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    job: RolloutJob,
+    policy: Controller | None,
+    interrupt: Callable[[], bool] | None = None,
+) -> Rollout:
+    """Run one job (the snapshot is already checked)."""
+    return rollout(
+        scenario,
+        snapshot,
+        job.seed,
+        job.minutes,
+        actions=job.actions,
+        controller=policy if job.with_policy else None,
+        checkpoints=job.checkpoints,
+        checked=True,
+        interrupt=interrupt,
+    )
+
+
+def run_here(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    jobs: Sequence[RolloutJob],
+    policy: Controller | None,
+) -> list[Rollout]:
+    """The default :data:`Runner`: every job in turn, in this process."""
+    return [run_job(scenario, snapshot, job, policy) for job in jobs]
 
 
 # --------------------------------------------------------------------------- impact
@@ -243,6 +319,7 @@ def estimate_impact(
     seed: int = 0,
     per_sector: bool = True,
     checked: bool = False,
+    runner: Runner = run_here,
 ) -> ImpactReport:
     """Predicted impact of the recommendations, each alone and all together.
 
@@ -260,7 +337,8 @@ def estimate_impact(
     the whole recommendation save".
 
     The snapshot is checked against the scenario once, here (``checked=True``: the
-    caller already did), never per rollout.
+    caller already did), never per rollout. Every arm's rollouts go to ``runner``
+    in one batch, so a runner with several processes runs arms side by side.
 
     Raises:
         twin.live.SnapshotError: the snapshot does not fit the scenario.
@@ -269,15 +347,20 @@ def estimate_impact(
         check_snapshot(scenario, snapshot)
     in_force = {st.name: st.action for st in snapshot.sectors}
     changed = {s: a for s, a in recommended.items() if a != in_force.get(s)}
-    seeds = [seed + i for i in range(samples)]
-
-    def arm(actions: Mapping[str, SectorAction] | None) -> list[Rollout]:
-        return [
-            rollout(scenario, snapshot, sd, horizon_minutes, actions=actions, checked=True)
-            for sd in seeds
-        ]
-
-    without = arm(None)
+    arms: list[Mapping[str, SectorAction] | None] = [None]
+    if per_sector:
+        arms += [{sector: action} for sector, action in changed.items()]
+    all_together = len(changed) > 1 or (len(changed) == 1 and not per_sector)
+    if all_together:
+        arms.append(changed)
+    jobs = [
+        RolloutJob(seed=seed + i, minutes=horizon_minutes, actions=actions)
+        for actions in arms
+        for i in range(samples)
+    ]
+    done = runner(scenario, snapshot, jobs, None)
+    runs = [done[k * samples : (k + 1) * samples] for k in range(len(arms))]
+    without = runs[0]
     horizon = min(r.minutes for r in without) if without else 0.0
     names = scenario.sector_names
 
@@ -286,16 +369,14 @@ def estimate_impact(
 
     impacts: dict[str, Impact] = {}
     if per_sector:
-        for sector, action in changed.items():
-            impacts[sector] = compare_arms(
-                scenario, focus_of(sector, action), without, arm({sector: action})
-            )
+        for k, (sector, action) in enumerate(changed.items(), start=1):
+            impacts[sector] = compare_arms(scenario, focus_of(sector, action), without, runs[k])
     total: Impact | None = None
-    if len(changed) == 1 and per_sector:
-        total = next(iter(impacts.values()))
-    elif changed:
+    if all_together:
         focus = max((focus_of(s, a) for s, a in changed.items()), key=wait_without)
-        total = compare_arms(scenario, focus, without, arm(changed))
+        total = compare_arms(scenario, focus, without, runs[-1])
+    elif changed:
+        total = next(iter(impacts.values()))
     if per_sector:
         zero = Interval(0.0, 0.0, 0.0, samples)
         for sector, action in recommended.items():
@@ -389,6 +470,7 @@ def forecast(
     samples: int,
     seed: int = 0,
     checked: bool = False,
+    runner: Runner = run_here,
 ) -> Forecast:
     """Risk of SLA misses and overtime ``hours`` ahead, under ``policy`` and under no action.
 
@@ -404,14 +486,13 @@ def forecast(
     hours = sorted(set(hours))
     marks = [h * 60.0 for h in hours]
     longest = marks[-1]
-    seeds = [seed + i for i in range(samples)]
-    under_policy = [
-        rollout(scenario, snapshot, sd, longest, controller=policy, checkpoints=marks, checked=True)
-        for sd in seeds
+    jobs = [
+        RolloutJob(seed=seed + i, minutes=longest, with_policy=w, checkpoints=tuple(marks))
+        for w in (True, False)
+        for i in range(samples)
     ]
-    no_action = [
-        rollout(scenario, snapshot, sd, longest, checkpoints=marks, checked=True) for sd in seeds
-    ]
+    done = runner(scenario, snapshot, jobs, policy)
+    under_policy, no_action = done[:samples], done[samples:]
     return Forecast(
         policy=_horizons(scenario, under_policy, hours),
         no_action=_horizons(scenario, no_action, hours),

@@ -737,7 +737,18 @@ def test_bench_serve_smoke(bundles: Bundles, tmp_path: Path) -> None:
         assert result[key]["concurrent"]["requests_per_second"] > 0
     assert 0 < result["cold_start_seconds"] < 60
     assert 30 < result["rss_mb"] <= result["peak_rss_mb"]
-    assert set(result["met"]) >= {"no_impact_p99_ms", "rss_mb", "cold_start_seconds"}
+    assert set(result["met"]) >= {
+        "no_impact_p99_ms",
+        "rss_mb",
+        "cold_start_seconds",
+        "policy_p99_during_impact_vs_idle",
+    }
+    burst = result["policy_during_impact"]
+    assert burst["impact_requests_during"] > 0 and burst["impact_errors_during"] == 0
+    assert 0 < burst["idle"]["p99_ms"] and 0 < burst["during_impact"]["p99_ms"]
+    # rollouts run in the server's worker processes, which did the impact work
+    assert result["rollout_workers"]["processes"] == os.cpu_count()
+    assert result["impact_default"]["sequential"]["rollout_cpu_ms_per_request"] > 0
 
 
 @pytest.mark.slow

@@ -10,7 +10,11 @@ would, and measures from the client side over loopback:
 - ``/v1/recommend`` with impact, at the server's defaults and with a cheaper
   request (fewer samples, shorter horizon): sequential latency, and throughput with
   two clients;
-- server memory: resident set size (``VmRSS``) after the runs and its peak (``VmHWM``);
+- ``/v1/policy`` (a cheap route) alone, and again while two clients keep impact
+  requests running: rollouts run in worker processes, so the cheap route should stay
+  within twice its idle p99;
+- server memory: resident set size (``VmRSS``) after the runs and its peak (``VmHWM``),
+  and the rollout worker processes' own;
 - throughput without impact once more with ``--workers 2`` (both cores serve).
 
 Requests cycle through real snapshots of the bundle's scenario (static plan,
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,7 @@ GOALS = {
     "impact_p99_ms": 100.0,
     "rss_mb": 300.0,
     "cold_start_seconds": 3.0,
+    "policy_p99_during_impact_vs_idle": 2.0,
 }
 
 
@@ -91,6 +97,19 @@ def _children(pid: int) -> list[str]:
             return fh.read().split()
     except FileNotFoundError:
         return []
+
+
+def rollout_workers(pid: int) -> list[int]:
+    """The rollout worker processes of server ``pid`` (:mod:`policies.rollout_pool`)."""
+    out = []
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                if b"spawn_main" in fh.read():
+                    out.append(int(child))
+        except FileNotFoundError:
+            pass
+    return out
 
 
 def _stats(latencies: list[float], elapsed: float | None = None) -> dict[str, float]:
@@ -149,16 +168,23 @@ class Server:
 
 
 def sequential(
-    url: str, bodies: list[bytes], n: int, warmup: int = 20, pid: int | None = None
+    url: str,
+    bodies: list[bytes],
+    n: int,
+    warmup: int = 20,
+    pid: int | None = None,
+    workers: Sequence[int] = (),
 ) -> dict[str, float]:
     """``n`` requests one after another on one keep-alive connection.
 
     With the server's ``pid``, also the server's CPU time per request
     (``server_cpu_ms_per_request``): unlike latency, it hardly depends on what else
-    the machine is running, so it says what one core can serve.
+    the machine is running, so it says what one core can serve. With its rollout
+    ``workers``, their CPU time per request too (``rollout_cpu_ms_per_request``).
     """
     headers = {"content-type": "application/json"}
     cpu0 = 0.0
+    wcpu0 = 0.0
     latencies = []
     with httpx.Client(timeout=30.0) as client:
         for i in range(warmup + n):
@@ -170,12 +196,84 @@ def sequential(
                 raise RuntimeError(f"/v1/recommend answered {r.status_code}: {r.text[:300]}")
             if i == warmup - 1 and pid is not None:
                 cpu0 = _cpu_seconds(pid)
+                wcpu0 = sum(map(_cpu_seconds, workers))
             if i >= warmup:
                 latencies.append(dt)
     out = _stats(latencies)
     if pid is not None and warmup > 0:
         out["server_cpu_ms_per_request"] = round((_cpu_seconds(pid) - cpu0) / n * 1e3, 3)
+        if workers:
+            wcpu = sum(map(_cpu_seconds, workers)) - wcpu0
+            out["rollout_cpu_ms_per_request"] = round(wcpu / n * 1e3, 3)
     return out
+
+
+def policy_latency(url: str, n: int) -> dict[str, float]:
+    """``n`` sequential ``GET /v1/policy`` on one keep-alive connection (a cheap route)."""
+    latencies = []
+    with httpx.Client(timeout=30.0) as client:
+        for i in range(n + 20):
+            t = time.perf_counter()
+            r = client.get(f"{url}/v1/policy")
+            dt = time.perf_counter() - t
+            if r.status_code != 200:
+                raise RuntimeError(f"/v1/policy answered {r.status_code}: {r.text[:300]}")
+            if i >= 20:
+                latencies.append(dt)
+    return _stats(latencies)
+
+
+def policy_during_impact(
+    url: str, impact_bodies: list[bytes], n: int, clients: int = 2
+) -> dict[str, Any]:
+    """``/v1/policy`` latency idle, then while ``clients`` processes post impact requests."""
+    idle = policy_latency(url, n)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    start_at = time.time() + 0.5
+    stop = ctx.Event()  # set once the cheap requests are measured
+    procs = [
+        ctx.Process(
+            target=_burst_client, args=(url, impact_bodies, k, clients, start_at, stop, queue)
+        )
+        for k in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    while time.time() < start_at + 0.5:  # both impact clients under way
+        time.sleep(0.01)
+    busy = policy_latency(url, n)
+    stop.set()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join()
+    impact = [x for lat, _ in results for x in lat]
+    errors = [e for _, errs in results for e in errs]
+    return {
+        "idle": idle,
+        "during_impact": busy,
+        "impact_clients": clients,
+        "impact_requests_during": len(impact),
+        "impact_errors_during": len(errors),
+        "p99_ratio": round(busy["p99_ms"] / idle["p99_ms"], 2),
+    }
+
+
+def _burst_client(url, bodies, k, clients, start_at, stop, out) -> None:  # type: ignore[no-untyped-def]
+    headers = {"content-type": "application/json"}
+    latencies, errors = [], []
+    with httpx.Client(timeout=60.0) as client:
+        while time.time() < start_at:
+            time.sleep(0.0005)
+        i = k
+        while not stop.is_set():
+            t = time.perf_counter()
+            r = client.post(f"{url}/v1/recommend", content=bodies[i % len(bodies)], headers=headers)
+            latencies.append(time.perf_counter() - t)
+            if r.status_code != 200:
+                errors.append(f"{r.status_code}: {r.text[:200]}")
+            i += clients
+    out.put((latencies, errors))
 
 
 def _client(
@@ -279,6 +377,7 @@ def bench_serve(
         with Server(bundle, Path(tmp) / "decisions.jsonl") as server:
             result["cold_start_seconds"] = round(server.wait_ready(), 3)
             url = server.url
+            workers = _warm_workers(server.proc.pid)
             result["no_impact"] = {
                 "sequential": sequential(url, no_impact, requests, pid=server.proc.pid),
                 "concurrent": concurrent(url, no_impact, clients, seconds),
@@ -289,7 +388,12 @@ def bench_serve(
                     "label": label,
                     "options": options,
                     "sequential": sequential(
-                        url, requests_, impact_requests, warmup=2, pid=server.proc.pid
+                        url,
+                        requests_,
+                        impact_requests,
+                        warmup=2,
+                        pid=server.proc.pid,
+                        workers=workers,
                     ),
                     "concurrent": concurrent(url, requests_, 2, seconds),
                 }
@@ -304,9 +408,18 @@ def bench_serve(
                     changed.append(sum(1 for s in rec["sectors"] if s["kinds"] != ["no_change"]))
             # rollouts per request = samples x arms; arms = 1 + changed (+1 if >= 2 changed)
             result["changed_sectors_per_request"] = round(float(np.mean(changed)), 2)
+            result["policy_during_impact"] = policy_during_impact(
+                url, bodies({"impact": True}), n=max(200, requests // 4)
+            )
             mem = _rss_kb(server.proc.pid)
             result["rss_mb"] = round(mem["VmRSS"] / 1024, 1)
             result["peak_rss_mb"] = round(mem["VmHWM"] / 1024, 1)
+            wmem = [_rss_kb(p) for p in workers]
+            result["rollout_workers"] = {
+                "processes": len(workers),
+                "rss_mb_each": [round(m["VmRSS"] / 1024, 1) for m in wmem],
+                "peak_rss_mb_each": [round(m["VmHWM"] / 1024, 1) for m in wmem],
+            }
         with Server(bundle, Path(tmp) / "decisions-2.jsonl", "--workers", "2") as server:
             server.wait_ready()
             time.sleep(1.0)  # both workers up (readyz answers as soon as one is)
@@ -333,5 +446,23 @@ def bench_serve(
         },
         "rss_mb": result["peak_rss_mb"] <= GOALS["rss_mb"],
         "cold_start_seconds": result["cold_start_seconds"] <= GOALS["cold_start_seconds"],
+        "policy_p99_during_impact_vs_idle": result["policy_during_impact"]["p99_ratio"]
+        <= GOALS["policy_p99_during_impact_vs_idle"],
     }
     return result
+
+
+def _warm_workers(pid: int, timeout: float = 60.0) -> list[int]:
+    """The server's rollout workers, once they have started and finished importing."""
+    deadline = time.monotonic() + timeout
+    workers: list[int] = []
+    while time.monotonic() < deadline:
+        workers = rollout_workers(pid)
+        if workers:
+            before = sum(map(_cpu_seconds, workers))
+            time.sleep(0.5)
+            if sum(map(_cpu_seconds, workers)) - before < 0.02 and rollout_workers(pid) == workers:
+                return workers
+        else:
+            time.sleep(0.1)
+    return workers

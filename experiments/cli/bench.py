@@ -124,9 +124,19 @@ def bench_serve_cmd(
         f"({two['concurrent']['clients']} clients), RSS {two['rss_mb_all_processes']:.0f} MB "
         "in all processes"
     )
+    burst = result["policy_during_impact"]
     console.print(
-        f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); RSS "
-        f"{result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB (goal <= 300 MB)"
+        f"/v1/policy p99 {burst['idle']['p99_ms']:.2f} ms idle, "
+        f"{burst['during_impact']['p99_ms']:.2f} ms while {burst['impact_clients']} clients "
+        f"run impact requests ({burst['p99_ratio']:.2f}x; goal <= 2x)"
+    )
+    workers = result["rollout_workers"]
+    console.print(
+        f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); server RSS "
+        f"{result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB (goal <= 300 MB); "
+        f"{workers['processes']} rollout workers, peak "
+        + ", ".join(f"{m:.0f}" for m in workers["peak_rss_mb_each"])
+        + " MB"
     )
     say(f"wrote {out}")
 

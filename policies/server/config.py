@@ -32,7 +32,10 @@ class Settings(BaseSettings):
 
     Rollout limits bound the CPU one request may ask for; requests beyond them get a
     422 naming the option. ``rollout_concurrency`` requests may run rollouts at
-    once; more wait up to ``rollout_wait_seconds`` and then get a 503.
+    once; more wait up to ``rollout_wait_seconds`` and then get a 503. Rollouts run
+    in ``rollout_workers`` processes (:mod:`policies.rollout_pool`), so cheap routes
+    keep their latency; a request's rollouts stop when its client disconnects or
+    after ``rollout_deadline_seconds`` (503).
     """
 
     model_config = SettingsConfigDict(env_prefix="SYNCTWIN_", frozen=True, extra="forbid")
@@ -72,6 +75,14 @@ class Settings(BaseSettings):
     max_rate_per_hour: float = Field(1e6, gt=0, description="largest arrival/completion rate")
     rollout_concurrency: int = Field(2, ge=1, description="requests running rollouts at once")
     rollout_wait_seconds: float = Field(30.0, ge=0, description="wait for a slot, then 503")
+    rollout_workers: int | None = Field(
+        None,
+        ge=0,
+        description="processes that run rollouts (none: one per core; 0: in the server itself)",
+    )
+    rollout_deadline_seconds: float = Field(
+        30.0, gt=0, description="a request's rollouts stop after this long (503)"
+    )
     seed: int = Field(0, ge=0, description="first rollout seed (same request, same answer)")
     reload_state_file: Path | None = Field(
         None, description="shared by worker processes so a reload reaches all of them"

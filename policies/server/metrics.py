@@ -98,6 +98,14 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        self.rollouts_stopped = Counter(
+            "synctwin_rollouts_stopped",
+            "requests whose rollouts were stopped before the end, by reason (deadline: "
+            "rollout_deadline_seconds passed; disconnected: the client went away; "
+            "worker_lost: a rollout process died)",
+            ["route", "reason"],
+            registry=r,
+        )
 
     def remember_advice(self, recommendation_id: str, kind: str) -> None:
         """Remember a recommendation's kind of advice, for its feedback."""

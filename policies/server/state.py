@@ -7,24 +7,35 @@ carries reloads between worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
+import anyio.from_thread
 import numpy as np
-from fastapi import HTTPException
+from fastapi import HTTPException, Request
 
 from policies.advice import AdviceOptions, action_labels
 from policies.bundle import BundleError
 from policies.decision_log import DecisionLog
 from policies.explain import ReferenceDay, decide_and_explain, reference_day
+from policies.impact import Runner
+from policies.rollout_pool import (
+    PoolBusy,
+    RolloutPool,
+    RolloutsStopped,
+    bundle_ref,
+    in_process_runner,
+)
 from policies.runtime import BundlePolicy
 from policies.schemas import PolicyRef
 from policies.server.config import Settings, advice_defaults
@@ -133,14 +144,92 @@ class ServerState:
     rollouts: threading.BoundedSemaphore
     ready: bool = False
     watcher: ReloadWatcher | None = None
+    _pool: RolloutPool | None = None
+    _pool_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def rollout_slot(self) -> _Slot:
-        return _Slot(self.rollouts, self.settings.rollout_wait_seconds)
+    def rollout_pool(self) -> RolloutPool | None:
+        """The rollout processes, started on first use (``None``: rollouts run here)."""
+        if self.settings.rollout_workers == 0:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                s = self.settings
+                self._pool = RolloutPool(
+                    self.holder.current.scenario,
+                    workers=s.rollout_workers,
+                    tickets=s.rollout_concurrency,
+                    wait_seconds=s.rollout_wait_seconds,
+                )
+            return self._pool
+
+    def close_pool(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    @contextlib.contextmanager
+    def rollout_runner(
+        self,
+        route: str,
+        *,
+        client_gone: Callable[[], bool] | None = None,
+        served: Served | None = None,
+    ) -> Iterator[Runner]:
+        """Hold a rollout slot and give the runner of one request's rollouts.
+
+        Args:
+            route: the route, for the metrics.
+            client_gone: asked while the rollouts run; true stops them.
+            served: the policy whose bundle acts in the rollouts (forecasts).
+
+        Raises:
+            HTTPException: 503 when every slot stays busy, when the rollouts outlive
+                ``rollout_deadline_seconds``, or when the client went away.
+        """
+        s = self.settings
+        pool = self.rollout_pool()
+        try:
+            if pool is None:
+                with _Slot(self.rollouts, s.rollout_wait_seconds):
+                    yield in_process_runner(
+                        deadline_seconds=s.rollout_deadline_seconds, should_stop=client_gone
+                    )
+                return
+            ref = bundle_ref(served.policy.path, served.version) if served is not None else None
+            with pool.ticket() as ticket:
+                yield pool.runner(
+                    ticket,
+                    policy=ref,
+                    deadline_seconds=s.rollout_deadline_seconds,
+                    should_stop=client_gone,
+                )
+        except PoolBusy:
+            raise _busy() from None
+        except RolloutsStopped as err:
+            self.metrics.rollouts_stopped.labels(route, err.reason).inc()
+            limit = " (rollout_deadline_seconds)" if err.reason == "deadline" else ""
+            raise HTTPException(503, f"{err}{limit}; retry", headers={"Retry-After": "1"}) from None
 
     @cached_property
     def advice_defaults(self) -> AdviceOptions:
         """What a recommendation request gets unless it asks otherwise."""
         return advice_defaults(self.settings)
+
+
+def client_gone(request: Request) -> Callable[[], bool]:
+    """Whether ``request``'s client has disconnected, asked from a worker thread."""
+
+    def gone() -> bool:
+        return bool(anyio.from_thread.run(request.is_disconnected))
+
+    return gone
+
+
+def _busy() -> HTTPException:
+    return HTTPException(
+        503, "the server is busy running rollouts; retry", headers={"Retry-After": "1"}
+    )
 
 
 class _Slot:
@@ -149,9 +238,7 @@ class _Slot:
 
     def __enter__(self) -> None:
         if not self.sem.acquire(timeout=self.wait):
-            raise HTTPException(
-                503, "the server is busy running rollouts; retry", headers={"Retry-After": "1"}
-            )
+            raise _busy()
 
     def __exit__(self, *exc: object) -> None:
         self.sem.release()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from policies.impact import Forecast, HorizonRisk
 from policies.impact import forecast as run_forecast
@@ -25,7 +25,7 @@ from policies.schemas import (
 from policies.server.checks import check_rollout_cost, check_snapshot, forecast_options
 from policies.server.deps import PolicyDep, StateDep, require_api_key
 from policies.server.responses import ERRORS, json_response
-from policies.server.state import Served
+from policies.server.state import Served, client_gone
 from twin.snapshot import OperationSnapshot
 
 router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
@@ -36,9 +36,11 @@ router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_k
     response_model=ForecastOut,
     responses={**ERRORS, 503: {"model": ErrorOut, "description": "busy: retry"}},
 )
-def forecast(body: ForecastBody, served: PolicyDep, state: StateDep) -> Response:
+def forecast(body: ForecastBody, served: PolicyDep, state: StateDep, request: Request) -> Response:
     """Per sector, the risk of SLA misses and overtime over the next hours, under the
-    served policy and under no action (the actions in force, kept)."""
+    served policy and under no action (the actions in force, kept). Rollouts run in
+    worker processes and stop when the client disconnects or after
+    `rollout_deadline_seconds` (503)."""
     prefix: list[str | int]
     if isinstance(body, ForecastRequest):
         req, prefix = body, ["body", "request", "snapshot"]
@@ -48,7 +50,8 @@ def forecast(body: ForecastBody, served: PolicyDep, state: StateDep) -> Response
     snap = req.snapshot
     check_snapshot(served, snap, state.settings, prefix)
     check_rollout_cost(snap, samples, max(hours) * 60, state.settings, prefix[:-1])
-    with state.rollout_slot():
+    gone = client_gone(request)
+    with state.rollout_runner("/v1/forecast", client_gone=gone, served=served) as runner:
         t0 = time.perf_counter()
         fc = run_forecast(
             served.scenario,
@@ -58,6 +61,7 @@ def forecast(body: ForecastBody, served: PolicyDep, state: StateDep) -> Response
             samples=samples,
             seed=seed,
             checked=True,  # checked above, once
+            runner=runner,
         )
         state.metrics.rollout_seconds.labels("/v1/forecast").observe(time.perf_counter() - t0)
     out = forecast_out(fc, served, snap, hours=hours, samples=samples, seed=seed)

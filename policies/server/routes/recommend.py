@@ -7,9 +7,10 @@ shaped into a :class:`~policies.schemas.Recommendation`, counted and logged.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import numpy as np
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from policies.advice import Advice, AdviceError, AdviceOptions, advise
@@ -30,7 +31,7 @@ from policies.server.checks import check_rollout_cost, check_snapshot, request_o
 from policies.server.deps import PolicyDep, StateDep, require_api_key
 from policies.server.errors import ClientError
 from policies.server.responses import ERRORS, VERSION_HEADER
-from policies.server.state import Served, ServerState
+from policies.server.state import Served, ServerState, client_gone
 from twin.snapshot import OperationSnapshot
 
 router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
@@ -41,14 +42,17 @@ router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_k
     response_model=Recommendation,
     responses={**ERRORS, 503: {"model": ErrorOut, "description": "busy: retry"}},
 )
-async def recommend(body: RecommendBody, served: PolicyDep, state: StateDep) -> Response:
+async def recommend(
+    body: RecommendBody, served: PolicyDep, state: StateDep, request: Request
+) -> Response:
     """What each sector should do now, why, and what it is predicted to save.
 
     The body is an `OperationSnapshot`, or `{"snapshot": ..., options}`. Impact is
     estimated from twin rollouts with and without each sector's action (common random
-    numbers; see the response fields); `impact: false` skips it. Rollouts run in the
-    thread pool; without them the answer (about a millisecond of work) is computed
-    on the event loop.
+    numbers; see the response fields); `impact: false` skips it. Rollouts run in
+    worker processes and stop when the client disconnects or after
+    `rollout_deadline_seconds` (503); without them the answer (about a millisecond
+    of work) is computed on the event loop.
     """
     prefix: list[str | int]
     if isinstance(body, RecommendRequest):
@@ -58,7 +62,14 @@ async def recommend(body: RecommendBody, served: PolicyDep, state: StateDep) -> 
     options = request_options(state.advice_defaults, req)
     if options.impact:
         return await run_in_threadpool(
-            _recommend, served, state, req.snapshot, options, prefix, req.detail
+            _recommend,
+            served,
+            state,
+            req.snapshot,
+            options,
+            prefix,
+            req.detail,
+            client_gone(request),
         )
     return _recommend(served, state, req.snapshot, options, prefix, req.detail)
 
@@ -114,6 +125,7 @@ def _recommend(
     options: AdviceOptions,
     prefix: list[str | int],
     detail: bool = True,
+    gone: Callable[[], bool] | None = None,
 ) -> Response:
     """The work of ``POST /v1/recommend`` (see the route): check, advise, shape, record."""
     check_snapshot(served, snap, state.settings, prefix)
@@ -122,7 +134,13 @@ def _recommend(
             snap, options.samples, options.horizon_minutes, state.settings, prefix[:-1]
         )
     try:
-        advice = advise(served.policy, snap, options, rollout_gate=state.rollout_slot, checked=True)
+        advice = advise(
+            served.policy,
+            snap,
+            options,
+            rollout_gate=lambda: state.rollout_runner("/v1/recommend", client_gone=gone),
+            checked=True,
+        )
     except AdviceError as err:
         raise ClientError(prefix, str(err)) from None
     if advice.estimated_impact:
