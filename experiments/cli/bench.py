@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from experiments.cli.app import bench_app, write_bench_json
-from experiments.cli.console import console, fail, say, user_errors
+from experiments.cli.console import console, fail, say, user_errors, warn
 from experiments.cli.options import ScenarioOpt, split_list
 from experiments.paths import check_output_file, user_path
 
@@ -19,16 +19,46 @@ from experiments.paths import check_output_file, user_path
 @bench_app.command("twin")
 def bench_twin(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
-        "reports/bench-twin.json"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="where to write the JSON (default: reports/bench-twin.json; "
+            "with --vs-simpy, reports/bench-twin-vs-simpy.json)"
+        ),
+    ] = None,
     repeats: Annotated[int, typer.Option(min=1)] = 3,
     env_steps: Annotated[int, typer.Option(min=1, help="steps per env for env speed")] = 2000,
+    vs_simpy: Annotated[
+        bool,
+        typer.Option(
+            "--vs-simpy",
+            help="instead: the twin against a SimPy model of a Jackson tandem line "
+            "(speed, and mean waits checked against each other and theory)",
+        ),
+    ] = False,
+    replications: Annotated[int, typer.Option(min=2, help="--vs-simpy: runs per model")] = 10,
+    days: Annotated[int, typer.Option(min=1, max=366, help="--vs-simpy: days per run")] = 5,
+    warmup_minutes: Annotated[
+        float, typer.Option(min=0, help="--vs-simpy: minutes discarded at the start of each run")
+    ] = 360.0,
 ) -> None:
-    """Simulation speed of default at 1x, 2x and 10x size, and env steps/s (random actions)."""
+    """Simulation speed of default at 1x, 2x and 10x size, and env steps/s (random actions).
+
+    With --vs-simpy instead: the twin and a SimPy model, both of one Jackson tandem line.
+    """
     from experiments.bench.envs import bench_envs
     from experiments.bench.twin import bench_twin as run_bench
 
+    if vs_simpy:
+        _bench_twin_vs_simpy(
+            out or Path("reports/bench-twin-vs-simpy.json"),
+            as_json,
+            replications,
+            days,
+            warmup_minutes,
+        )
+        return
+    out = out or Path("reports/bench-twin.json")
     with user_errors():
         check_output_file(user_path(out))
     result = run_bench(repeats=repeats)
@@ -67,6 +97,79 @@ def bench_twin(
             f"{r['ms_per_step']:.2f}",
         )
     console.print(envs)
+    say(f"wrote {out}")
+
+
+def _bench_twin_vs_simpy(
+    out: Path, as_json: bool, replications: int, days: int, warmup_minutes: float
+) -> None:
+    """``bench twin --vs-simpy``: see :func:`experiments.bench.twin.bench_vs_simpy`."""
+    from experiments.bench.tandem import Design
+    from experiments.bench.twin import bench_vs_simpy
+
+    with user_errors():
+        check_output_file(user_path(out))
+    if warmup_minutes >= days * 24 * 60:
+        fail(f"--warmup-minutes {warmup_minutes:g} leaves nothing of {days} day(s) to measure")
+    try:
+        import simpy  # noqa: F401  (the peer model's one optional dependency)
+    except ImportError:
+        fail(
+            "--vs-simpy needs simpy, which is not installed",
+            'install it with: pip install -c constraints.txt -e ".[dev]"',
+        )
+    result = bench_vs_simpy(Design(replications, days, warmup_minutes))
+    if write_bench_json(result, out, as_json):
+        return
+    net, twin, peer = result["network"], result["twin"], result["simpy"]
+    speed = Table(
+        title=f"twin vs SimPy {peer['version']}: {net['stations']}-station Jackson tandem line, "
+        f"rho {net['rho']:g} ({replications} runs x {days} day(s) each, one core)"
+    )
+    for col in ("model", "sim days / wall s", "/ CPU s", "us / event", "events", "wall s"):
+        speed.add_column(col, justify="left" if col == "model" else "right")
+    for name, r in (("twin", twin), ("SimPy", peer)):
+        speed.add_row(
+            name,
+            f"{r['sim_days_per_wall_second']:,.1f}",
+            f"{r['sim_days_per_cpu_second']:,.1f}",
+            f"{r['us_per_event']:.2f}",
+            f"{r['events']:,}",
+            f"{r['wall_seconds']:.2f}",
+        )
+    console.print(speed)
+    say(
+        f"twin / SimPy speed: {result['speed_ratio_twin_over_simpy']:.2f}x "
+        f"(median of paired runs {result['speed_ratio_median_of_pairs']:.2f}x)"
+    )
+    waits = Table(
+        title=f"mean wait per station, minutes, and standard errors over runs "
+        f"(first {warmup_minutes:g} min of each run discarded)"
+    )
+    for col in ("station", "theory", "twin", "SE", "SimPy", "SE", "diff", "2 SE", "agree"):
+        waits.add_column(col, justify="left" if col == "station" else "right")
+    for s, a, b in zip(result["stations"], twin["stations"], peer["stations"], strict=True):
+        waits.add_row(
+            s["station"],
+            f"{s['theory_wait_minutes']:.3f}",
+            f"{a['mean_wait_minutes']:.3f}",
+            f"{a['wait_se_minutes']:.3f}",
+            f"{b['mean_wait_minutes']:.3f}",
+            f"{b['wait_se_minutes']:.3f}",
+            f"{s['wait_difference_minutes']:+.3f}",
+            f"{result['criteria']['agree_within_se'] * s['combined_se_minutes']:.3f}",
+            "yes" if s["agree"] else "NO",
+        )
+    console.print(waits)
+    crit = result["criteria"]
+    say(
+        f"theory: Wq = rho / (mu - lambda); agree: |diff| <= {crit['agree_within_se']:g} "
+        "combined SE"
+    )
+    if not result["all_agree"]:
+        warn("the two models' mean waits differ by more than their standard errors allow")
+    if not result["all_close_to_theory"]:
+        warn(f"a mean wait lies more than {crit['theory_within_se']:g} SE from theory")
     say(f"wrote {out}")
 
 
