@@ -7,7 +7,7 @@ EXTRAS  ?= dev,train,scale,viz
 comma   := ,
 STAMP   := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test lint bench venv clean browser
+.PHONY: demo test lint bench venv clean browser postgres
 
 venv: $(STAMP)
 
@@ -25,10 +25,19 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# PostgreSQL's server binaries (Debian package) for the store's tests: the tests start
+# their own throwaway server (initdb + pg_ctl in a temporary folder), never the system one.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql; \
+	fi
+
 demo: venv
 	$(BIN)/synctwin demo
 
-test: venv browser
+test: venv browser postgres
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy

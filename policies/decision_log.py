@@ -1,59 +1,169 @@
-"""The decision log: an append-only JSON Lines audit of every recommendation and its feedback.
+"""The decision log: every recommendation and its feedback, kept in the store.
 
-One JSON object per line, of two types::
+:class:`DecisionLog` is what the server's routes call (``record``, ``feedback``,
+``known``); the rows live in a :class:`~policies.store.Store` (SQLite or PostgreSQL),
+committed before the call returns, so a recommendation that got its 200 is stored
+and feedback on it finds it, from any worker process and after a restart. Feedback
+on an unknown id is one index lookup, not a pass over a file.
 
-    {"type": "recommendation", "id": "...", "time": "...", "policy": {"name", "version"},
-     "snapshot": {...}, "recommendation": {...}}
-    {"type": "feedback", "recommendation_id": "...", "time": "...", "accepted": true,
-     "comment": "..."}
-
-Lines are only ever appended, each with a single ``write`` on a file opened with
-``O_APPEND``, so several server processes can share one log and a reader (``jq``,
-pandas ``read_json(lines=True)``) sees whole lines. Feedback refers to a
-recommendation by id; an id this process has not seen is looked up in the file
-(new lines first, then the whole file), so feedback works across workers and
-restarts. Without a file the log lives in memory: the last ``memory_limit``
-recommendations can receive feedback, and nothing survives a restart.
+With a ``path``, the log also appends each stored record to that JSON Lines file
+(the format of :mod:`policies.store.export`) for tools that tail it. That file is a
+*copy*: it is appended after the commit, whole lines only (under an ``flock``, every
+byte written or an error), and a partial last line left by a killed process is cut
+off when a log opens it. A process killed between commit and append leaves its last
+record out of the copy; ``synctwin export-log`` writes the exact log from the store.
+The first time a store meets a non-empty ``path`` (the log of a server from before
+the store), it stores that log's records, so feedback on them keeps working.
+Without a path or store the log lives in memory and nothing survives a restart.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import threading
-from collections import OrderedDict, deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-_REC_PREFIX = b'{"type":"recommendation","id":"'
+from policies.store import FeedbackRow, RecommendationRow, Store, open_store, store_url_for_log
+from policies.store.export import export_lines, feedback_line, import_jsonl, recommendation_line
 
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+log = logging.getLogger("synctwin.server")
 
 
 class DecisionLog:
-    """Append-only audit of recommendations and feedback.
+    """Recommendations and feedback, stored; optionally copied to a JSON Lines file.
 
     Args:
-        path: the JSONL file (created if missing, appended to if not); ``None``
-            keeps the log in memory.
-        memory_limit: how many recent recommendation ids are indexed in memory.
+        path: the JSON Lines copy (created if missing, appended to if not); ``None``:
+            no copy.
+        store: the store or its URL; ``None``: a SQLite file beside ``path``
+            (``decisions.jsonl`` -> ``decisions.sqlite``), or memory without a path.
+
+    Raises:
+        StoreUrlError: a bad store URL.
+        StoreError: the store cannot be opened.
+        OSError: the JSON Lines file cannot be opened.
     """
 
-    def __init__(self, path: Path | None, memory_limit: int = 100_000) -> None:
+    def __init__(self, path: Path | None, store: Store | str | None = None) -> None:
         self.path = Path(path) if path is not None else None
-        self._lock = threading.Lock()
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._limit = memory_limit
-        self._memory: deque[str] = deque(maxlen=memory_limit)
-        self._fd: int | None = None
-        self._scanned = 0  # bytes of the file already indexed
+        if store is None:
+            store = store_url_for_log(self.path) if self.path is not None else "sqlite://"
+        self.store = open_store(store) if isinstance(store, str) else store
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            self._scan()
+            found = import_jsonl(self.store, self.path)  # once: a log from before the store
+            if found.imported and found.recommendations:
+                log.info(
+                    "stored %d recommendation(s) and %d feedback line(s) of %s",
+                    found.recommendations,
+                    found.feedback,
+                    self.path,
+                )
+        self._copy = JsonlCopy(self.path) if self.path is not None else None
+
+    def close(self) -> None:
+        """Close the store and the copy."""
+        if self._copy is not None:
+            self._copy.close()
+        self.store.close()
+
+    def record(
+        self, rec_id: str, policy: dict[str, str], snapshot_json: str, recommendation_json: str
+    ) -> None:
+        """Store one recommendation (committed when this returns).
+
+        Args:
+            rec_id: the recommendation's id.
+            policy: ``{"name": ..., "version": ...}`` of the policy that produced it.
+            snapshot_json: the request's snapshot, serialised as JSON.
+            recommendation_json: the response body, serialised as JSON.
+
+        Raises:
+            StoreError: it was not stored.
+        """
+        name, version = policy["name"], policy["version"]
+        stamp = self.store.record(rec_id, name, version, snapshot_json, recommendation_json)
+        if self._copy is not None:
+            row = RecommendationRow(
+                0, rec_id, stamp, name, version, snapshot_json, recommendation_json
+            )
+            self._copy.append(recommendation_line(row))
+
+    def known(self, rec_id: str) -> bool:
+        """Whether a recommendation with this id is stored (by any process, ever)."""
+        return self.store.known(rec_id)
+
+    def feedback(self, rec_id: str, accepted: bool, comment: str | None) -> bool:
+        """Store feedback on a stored recommendation; ``False`` if the id is unknown.
+
+        Raises:
+            StoreError: it was not stored.
+        """
+        stamp = self.store.add_feedback(rec_id, accepted, comment)
+        if stamp is None:
+            return False
+        if self._copy is not None:
+            self._copy.append(feedback_line(FeedbackRow(0, rec_id, stamp, accepted, comment)))
+        return True
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in the store, oldest first, as the JSON Lines export has them."""
+        return [json.loads(line) for line in export_lines(self.store)]
+
+
+class JsonlCopy:
+    """A JSON Lines file that only ever receives whole lines, from several processes.
+
+    Each append takes an exclusive ``flock`` and writes until every byte is written
+    (``os.write`` may write less than asked), so lines of two processes never mix. A
+    failed append (a full disk) is logged: the record is in the store regardless.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self.failures = 0
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            cut = _cut_partial_line(self._fd)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if cut:
+            log.warning("cut a partial last line (%d bytes) off %s", cut, path)
+
+    def append(self, line: str) -> None:
+        data = memoryview(line.encode())
+        with self._lock:
+            if self._fd is None:
+                return
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                try:
+                    while data:
+                        data = data[os.write(self._fd, data) :]
+                finally:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            except OSError as err:
+                self.failures += 1
+                log.error("cannot append to %s (the store has the record): %s", self.path, err)
+                if data:  # a line cut short: end it so the next line is whole
+                    self._end_line()
+
+    def _end_line(self) -> None:
+        assert self._fd is not None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                _cut_partial_line(self._fd)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
 
     def close(self) -> None:
         with self._lock:
@@ -61,98 +171,22 @@ class DecisionLog:
                 os.close(self._fd)
                 self._fd = None
 
-    def _append(self, line: str) -> None:
-        if self._fd is None:
-            self._memory.append(line)
-            return
-        os.write(self._fd, line.encode())
 
-    def _index(self, rec_id: str) -> None:
-        self._ids[rec_id] = None
-        if len(self._ids) > self._limit:
-            self._ids.popitem(last=False)
-
-    def record(
-        self, rec_id: str, policy: dict[str, str], snapshot_json: str, recommendation_json: str
-    ) -> None:
-        """Append one recommendation.
-
-        Args:
-            rec_id: the recommendation's id.
-            policy: ``{"name": ..., "version": ...}`` of the policy that produced it.
-            snapshot_json: the request's snapshot, serialised as JSON.
-            recommendation_json: the response body, serialised as JSON.
-        """
-        head = json.dumps(
-            {"type": "recommendation", "id": rec_id, "time": _now(), "policy": policy},
-            separators=(",", ":"),
-        )
-        line = f'{head[:-1]},"snapshot":{snapshot_json},"recommendation":{recommendation_json}}}\n'
-        with self._lock:
-            self._append(line)
-            self._index(rec_id)
-
-    def known(self, rec_id: str) -> bool:
-        """Whether a recommendation with this id was logged (here, by another process, before)."""
-        with self._lock:
-            if rec_id in self._ids:
-                return True
-            if self._fd is None:
-                return False
-            self._scan()
-            if rec_id in self._ids:
-                return True
-            return self._find_in_file(rec_id)
-
-    def feedback(self, rec_id: str, accepted: bool, comment: str | None) -> bool:
-        """Append feedback on a logged recommendation; ``False`` if the id is unknown."""
-        if not self.known(rec_id):
-            return False
-        record = {
-            "type": "feedback",
-            "recommendation_id": rec_id,
-            "time": _now(),
-            "accepted": accepted,
-            "comment": comment,
-        }
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with self._lock:
-            self._append(line)
-        return True
-
-    def records(self) -> list[dict[str, Any]]:
-        """Every record, oldest first: the file's, or the in-memory log's without a file."""
-        with self._lock:
-            if self.path is None:
-                return [json.loads(line) for line in self._memory]
-        with self.path.open("rb") as fh:
-            return [json.loads(line) for line in fh if line.endswith(b"\n")]
-
-    # ------------------------------------------------------------------ reading the file
-
-    def _scan(self) -> None:
-        """Index the recommendation ids in the part of the file not read yet."""
-        assert self.path is not None
-        with self.path.open("rb") as fh:
-            fh.seek(self._scanned)
-            for line in fh:
-                if not line.endswith(b"\n"):
-                    break  # a line another process is still writing: read it next time
-                self._scanned += len(line)
-                rec_id = _id_of(line)
-                if rec_id is not None:
-                    self._index(rec_id)
-
-    def _find_in_file(self, rec_id: str) -> bool:
-        """Look for an id older than the in-memory index (a full pass over the file)."""
-        assert self.path is not None
-        head = _REC_PREFIX + rec_id.encode() + b'"'
-        with self.path.open("rb") as fh:
-            return any(line.startswith(head) for line in fh)
-
-
-def _id_of(line: bytes) -> str | None:
-    if not line.startswith(_REC_PREFIX):
-        return None
-    end = line.find(b'"', len(_REC_PREFIX))
-    return line[len(_REC_PREFIX) : end].decode() if end > 0 else None
+def _cut_partial_line(fd: int) -> int:
+    """Truncate the file after its last newline; how many bytes were cut."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    block = 65536
+    while end > 0:
+        start = max(0, end - block)
+        chunk = os.pread(fd, end - start, start)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            keep = start + i + 1
+            os.ftruncate(fd, keep)
+            return size - keep
+        end = start
+    os.ftruncate(fd, 0)
+    return size

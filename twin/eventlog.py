@@ -18,6 +18,14 @@ Files (CSV, one row per event):
     ``shift, start, end, sector, headcount``: the planned shifts.
 ``equipment.csv``
     ``sector, event, timestamp`` with ``event`` ``failure`` or ``repair``.
+
+And one file for a live twin (:mod:`twin.floor_events`, :mod:`twin.live_twin`):
+
+``floor_events.jsonl``
+    every event of the run in the order the twin made it happen (items, attendance,
+    breaks, moves, flex, overtime, equipment, actions), one JSON object a line; a
+    :class:`~twin.live_twin.LiveTwin` started at :func:`log_start` replays it to the
+    twin's own snapshots.
 """
 
 from __future__ import annotations
@@ -27,23 +35,36 @@ from pathlib import Path
 
 import pandas as pd
 
+from twin.floor_events import FLOOR_EVENTS_FILE, records, write_jsonl
 from twin.scenario import Scenario
 
 EVENT_COLUMNS = ("item_id", "item_class", "sector", "event", "timestamp", "worker_id")
 DEFAULT_START = datetime(2026, 1, 5)  # a Monday; day 0 of the simulation
 
 
+def log_start(scenario: Scenario) -> datetime:
+    """Wall clock of minute 0 in the twin's logs: a Monday in 2026 plus the start weekday."""
+    return DEFAULT_START + timedelta(days=scenario.start_weekday)
+
+
 class EventLog:
-    """Collects the twin's events as plain tuples (cheap in the hot loop)."""
+    """Collects the twin's events as plain tuples (cheap in the hot loop).
+
+    ``floor`` holds every event in the order it happened, as ``(kind, minute,
+    *payload)`` with the payload of :data:`twin.floor_events.PAYLOAD` (indices for
+    sectors and classes, worker unique ids): one list, so events at equal times keep
+    the order a live twin must apply them in.
+    """
 
     def __init__(self) -> None:
         self.items: list[tuple[int, int, int, str, float, int]] = []
         self.attendance: list[tuple[int, int, int, int, bool]] = []
         self.equipment: list[tuple[int, str, float]] = []
+        self.floor: list[tuple] = []
 
     def write(self, out: Path, scenario: Scenario, start: datetime | None = None) -> list[Path]:
         """Write the log files into ``out``; timestamps count from ``start`` (a date)."""
-        base = start or DEFAULT_START + timedelta(days=scenario.start_weekday)
+        base = start or log_start(scenario)
         out.mkdir(parents=True, exist_ok=True)
         sectors, classes = scenario.sector_names, scenario.class_names
         shifts = scenario.workforce.shifts
@@ -89,4 +110,5 @@ class EventLog:
         }
         for name, frame in files.items():
             frame.to_csv(out / name, index=False)
-        return [out / n for n in files]
+        write_jsonl(out / FLOOR_EVENTS_FILE, records(self.floor, scenario, base))
+        return [*(out / n for n in files), out / FLOOR_EVENTS_FILE]

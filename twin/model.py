@@ -256,6 +256,8 @@ class OperationModel(mesa.Model):
                 staffing.set_lent(self, s, target, action.lend_count)
             staffing.set_flex(self, s, action.flex_count)
             self.actions[name] = action
+            if self.event_log is not None:
+                self.event_log.floor.append(("action", self.minute, s, action))
             self._priority[s] = action.priority
             self._overtime_ok[s] = action.overtime
         for s in range(len(self.sector_names)):
@@ -381,6 +383,7 @@ class OperationModel(mesa.Model):
         self._tick_in[s] += 1
         if self.event_log is not None:
             self.event_log.items.append((item.id, item.cls, s, "arrive", t, -1))
+            self.event_log.floor.append(("item_arrive", t, item.id, item.cls, s, item.due))
         self.queues[s].push(item)
         self._dispatch(s, t)
 
@@ -408,6 +411,7 @@ class OperationModel(mesa.Model):
         move(self, w, state, s, t)
         if self.event_log is not None:
             self.event_log.items.append((item.id, item.cls, s, "start", t, w.unique_id))
+            self.event_log.floor.append(("item_start", t, item.id, s, w.unique_id))
         duration = self._service[s].next() / self._efficiency(w, s)
         self._push(t + duration, COMPLETE, w, w.token)
 
@@ -421,6 +425,7 @@ class OperationModel(mesa.Model):
         self.sector_time_sum[s] += t - item.sector_arrive
         if self.event_log is not None:
             self.event_log.items.append((item.id, item.cls, s, "finish", t, w.unique_id))
+            self.event_log.floor.append(("item_finish", t, item.id, s, w.unique_id))
         nxt = self._next_sector(item.cls, s)
         if nxt < 0:
             item.state = ItemState.DONE
@@ -439,6 +444,8 @@ class OperationModel(mesa.Model):
             else:
                 w.token += 1
                 move(self, w, OFF, w.home, t)
+                if self.event_log is not None:
+                    self.event_log.floor.append(("clock_out", t, w.unique_id))
         else:
             move(self, w, IDLE, s, t)
             self._dispatch(s, t)

@@ -92,6 +92,7 @@ def on_failure(m: OperationModel, t: float, s: int, _: None) -> None:
     m.down[s] += 1
     if m.event_log is not None:
         m.event_log.equipment.append((s, "failure", t))
+        m.event_log.floor.append(("equipment_failure", t, s))
     m._push(t + equipment_minutes(m, bd.repair), REPAIR, s)
 
 
@@ -99,6 +100,7 @@ def on_repair(m: OperationModel, t: float, s: int, _: None) -> None:
     m.down[s] -= 1
     if m.event_log is not None:
         m.event_log.equipment.append((s, "repair", t))
+        m.event_log.floor.append(("equipment_repair", t, s))
     bd = m.scenario.sectors[s].breakdowns
     assert bd is not None
     m._push(t + equipment_minutes(m, bd.time_to_failure), FAIL, s)
@@ -107,4 +109,7 @@ def on_repair(m: OperationModel, t: float, s: int, _: None) -> None:
 
 def on_outage(m: OperationModel, t: float, s: int, stations: int) -> None:
     m.outage[s] += stations
+    if m.event_log is not None and stations:
+        kind = "outage_start" if stations > 0 else "outage_end"
+        m.event_log.floor.append((kind, t, s, abs(stations)))
     m._dispatch(s, t)

@@ -53,8 +53,14 @@ def preempt(m: OperationModel, w: Worker) -> None:
 def send(m: OperationModel, w: Worker, sector: int, delay: float, t: float) -> None:
     """Start moving ``w`` to ``sector``; it becomes idle there after ``delay`` minutes."""
     preempt(m, w)
+    if m.event_log is not None:
+        kind = "flex_request" if w.flex else "transfer_start"
+        m.event_log.floor.append((kind, t, w.unique_id, sector))
     if delay <= 0:
         move(m, w, IDLE, sector, t)
+        if m.event_log is not None:
+            kind = "flex_arrive" if w.flex else "transfer_end"
+            m.event_log.floor.append((kind, t, w.unique_id))
         return
     move(m, w, TRANSFER, sector, t)
     w.ready = t + delay
@@ -99,6 +105,8 @@ def set_flex(m: OperationModel, s: int, n: int) -> None:
             preempt(m, w)
             move(m, w, OFF, m.pool_index, t)
             w.home = m.pool_index
+            if m.event_log is not None:
+                m.event_log.floor.append(("flex_release", t, w.unique_id))
 
 
 # ---------------------------------------------------------------------- event handlers
@@ -109,6 +117,9 @@ def set_flex(m: OperationModel, s: int, n: int) -> None:
 def on_transfer_done(m: OperationModel, t: float, w: Worker, token: int) -> None:
     if w.token == token and w.state is TRANSFER:
         move(m, w, IDLE, w.sector, t)
+        if m.event_log is not None:
+            kind = "flex_arrive" if w.flex else "transfer_end"
+            m.event_log.floor.append((kind, t, w.unique_id))
         m._dispatch(w.sector, t)
 
 
@@ -117,6 +128,8 @@ def on_overtime_limit(m: OperationModel, t: float, w: Worker, token: int) -> Non
         s = w.sector
         preempt(m, w)
         move(m, w, OFF, w.home, t)
+        if m.event_log is not None:
+            m.event_log.floor.append(("clock_out", t, w.unique_id))
         m._dispatch(s, t)
 
 
@@ -137,6 +150,7 @@ def on_shift_start(m: OperationModel, t: float, k: int, day: int) -> None:
         move(m, w, ABSENT if absent else IDLE, w.home, t)
         if m.event_log is not None:
             m.event_log.attendance.append((day, k, w.home, w.unique_id, not absent))
+            m.event_log.floor.append(("absence" if absent else "clock_in", t, w.unique_id, w.home))
     m._dispatch_all(t)
 
 
@@ -148,11 +162,15 @@ def on_shift_end(m: OperationModel, t: float, k: int, _: None) -> None:
             continue
         if w.state is BUSY and m._overtime_ok[w.sector] and limit > 0:
             move(m, w, OVERTIME, w.sector, t)
+            if m.event_log is not None:
+                m.event_log.floor.append(("overtime_start", t, w.unique_id))
             m._push(t + limit - w.overtime_used, OT_LIMIT, w, w.token)
             continue
         if w.state is not OVERTIME:
             preempt(m, w)
             move(m, w, OFF, w.home, t)
+            if m.event_log is not None:
+                m.event_log.floor.append(("clock_out", t, w.unique_id))
     m._dispatch_all(t)
 
 
@@ -161,6 +179,8 @@ def on_break_start(m: OperationModel, t: float, k: int, until: float) -> None:
         if w.state is IDLE or w.state is BUSY:
             preempt(m, w)
             move(m, w, BREAK, w.sector, t)
+            if m.event_log is not None:
+                m.event_log.floor.append(("break_start", t, w.unique_id))
     m._push(until, BREAK_END, k)
     m._dispatch_all(t)
 
@@ -169,4 +189,6 @@ def on_break_end(m: OperationModel, t: float, k: int, _: None) -> None:
     for w in m.shift_workers[k]:
         if w.state is BREAK:
             move(m, w, IDLE, w.sector, t)
+            if m.event_log is not None:
+                m.event_log.floor.append(("break_end", t, w.unique_id))
     m._dispatch_all(t)

@@ -43,3 +43,40 @@ def feedback_report(
         say(f"{report.unmatched_feedback} feedback line(s) name a recommendation not in the log")
     if report.bad_lines:
         say(f"{report.bad_lines} line(s) skipped: not a recommendation or feedback record")
+
+
+@app.command("export-log")
+def export_log(
+    store: Annotated[
+        str,
+        typer.Option(help="the server's store: sqlite:///PATH (or a path), postgresql://..."),
+    ],
+    out: Annotated[Path, typer.Option(help="the JSONL file to write", callback=user_path)],
+) -> None:
+    """Write the decision log (JSON Lines) from the server's store, atomically.
+
+    Every recommendation and feedback the store holds, in time order; what
+    ``synctwin feedback-report`` reads.
+    """
+    from policies.store import StoreError, StoreUrlError, open_store, parse_store_url
+    from policies.store.export import export_jsonl
+
+    try:
+        url = parse_store_url(store)
+        if url.kind == "sqlite" and url.path is None:
+            fail("an in-memory store holds nothing to export: name a file or a database")
+        if url.kind == "sqlite" and url.path is not None and not url.path.is_file():
+            fail(f"no store at {url.path}")
+        opened = open_store(url)
+    except (StoreUrlError, StoreError) as err:
+        fail(str(err))
+    try:
+        summary = export_jsonl(opened, out)
+    except (StoreError, OSError) as err:
+        fail(f"cannot export {url.safe} to {out}: {err}")
+    finally:
+        opened.close()
+    say(
+        f"wrote {summary.recommendations} recommendation(s) and {summary.feedback} feedback "
+        f"line(s) to {out}"
+    )

@@ -57,7 +57,19 @@ def serve(
     api_key: Annotated[str | None, typer.Option(help="require this X-API-Key")] = None,
     admin_key: Annotated[str | None, typer.Option(help="X-API-Key of admin routes")] = None,
     log: Annotated[
-        Path | None, typer.Option(help="decision log (JSONL)", callback=user_path)
+        Path | None,
+        typer.Option(
+            help="JSONL copy of the decision log, appended as records are stored",
+            callback=user_path,
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="where recommendations and feedback are stored: sqlite:///PATH (or a path), "
+            "postgresql://... [default: a SQLite file beside --log (X.jsonl -> X.sqlite), "
+            "else memory]"
+        ),
     ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="serve with Ray Serve (scale-out)")] = False,
     replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas")] = 1,
@@ -68,9 +80,10 @@ def serve(
     the server starts (a bad one exits with code 2).
     """
     from policies.server import Settings, create_app, run_server
+    from policies.store import StoreError
 
     given = {"policy": policy, "host": host, "port": port, "workers": workers}
-    given |= {"api_key": api_key, "admin_key": admin_key, "log": log}
+    given |= {"api_key": api_key, "admin_key": admin_key, "log": log, "store": store}
     with user_errors():
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
         if ray:
@@ -78,5 +91,19 @@ def serve(
 
             run_ray(settings, replicas=replicas)
             return
-        app_ = create_app(settings) if settings.workers == 1 else None
+        try:
+            if settings.workers == 1:
+                app_ = create_app(settings)
+            else:  # each worker opens the store itself: check it opens before they start
+                app_ = None
+                _check_store(settings.log, settings.store)
+        except StoreError as err:
+            fail(str(err))
     run_server(settings, app_)
+
+
+def _check_store(log: Path | None, store: str | None) -> None:
+    """Open (creating its tables) and close the store of ``synctwin serve``."""
+    from policies.decision_log import DecisionLog
+
+    DecisionLog(log, store=store).close()

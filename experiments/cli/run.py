@@ -85,7 +85,9 @@ def simulate(
     log_events: Annotated[
         Path | None,
         typer.Option(
-            help="write the twin's event log (CSV) into this directory", callback=user_path
+            help="write the twin's event log into this directory: the calibration CSVs "
+            "and floor_events.jsonl, the stream a live twin replays",
+            callback=user_path,
         ),
     ] = None,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -11,7 +12,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
 from policies.decision_log import DecisionLog
@@ -23,6 +25,9 @@ from policies.server.middleware import ServingMiddleware
 from policies.server.openapi import add_examples
 from policies.server.routes import feedback, forecast, health, policy, recommend
 from policies.server.state import PolicyHolder, ReloadWatcher, Served, ServerState, load_served
+from policies.store import StoreError
+
+log = logging.getLogger("synctwin.server")
 
 
 def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
@@ -39,7 +44,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     state = ServerState(
         settings=settings,
         holder=PolicyHolder(served),
-        decisions=DecisionLog(settings.log),
+        decisions=DecisionLog(settings.log, store=settings.store),
         metrics=Metrics(),
         rollouts=threading.BoundedSemaphore(settings.rollout_concurrency),
     )
@@ -82,6 +87,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     app.state.synctwin = state
     app.add_middleware(ServingMiddleware, state=state)
     add_exception_handlers(app)
+    app.add_exception_handler(StoreError, store_unavailable)  # type: ignore[arg-type]
     add_examples(app, served)
     app.include_router(health.router)
     app.include_router(policy.router)
@@ -89,6 +95,12 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     app.include_router(forecast.router)
     app.include_router(feedback.router)
     return app
+
+
+async def store_unavailable(request: Request, err: StoreError) -> JSONResponse:
+    """A record that could not be committed: a 503 (retry later), never a 200 or a 500."""
+    log.error("store error on %s: %s", request.url.path, err)
+    return JSONResponse(status_code=503, content={"detail": str(err)}, headers={"Retry-After": "1"})
 
 
 def app_from_env() -> FastAPI:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from policies.advice import (
@@ -20,6 +20,7 @@ from policies.advice import (
     MIN_SAVING,
     AdviceOptions,
 )
+from policies.store.url import parse_store_url
 
 #: Default budget of one request's rollouts, in item-sample-minutes (items in the
 #: snapshot x samples x horizon): 2,000 items at 32 samples and 480 minutes fit, the
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, description="required in X-API-Key if set")
     admin_key: SecretStr | None = Field(None, description="for admin routes; none: disabled")
     log: Path | None = Field(None, description="decision log (JSONL); none: in memory")
+    store: str | None = Field(
+        None,
+        description="store URL (sqlite:///PATH, postgresql://...); none: a SQLite file beside "
+        "the log (decisions.jsonl -> decisions.sqlite), or memory without a log",
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger bodies get a 413")
     impact: bool = Field(True, description="estimate impact unless a request says otherwise")
     impact_samples: int = Field(IMPACT_SAMPLES, ge=2, description="rollouts per arm for impact")
@@ -87,6 +93,13 @@ class Settings(BaseSettings):
     reload_state_file: Path | None = Field(
         None, description="shared by worker processes so a reload reaches all of them"
     )
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_store_url(value)  # a StoreUrlError (a ValueError) names what is wrong
+        return value
 
     @model_validator(mode="after")
     def _keys_differ(self) -> Settings:

@@ -1,4 +1,8 @@
-"""``POST /v1/feedback``: was a recommendation accepted? Stored in the decision log."""
+"""``POST /v1/feedback``: was a recommendation accepted? Stored in the decision log.
+
+The answer is committed to the store before the 200; a store that cannot write gives
+a 503 (the app's ``StoreError`` handler), an unknown id a 404 (one index lookup).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,11 @@ router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_k
 @router.post(
     "/v1/feedback",
     response_model=FeedbackOut,
-    responses={**ERRORS, 404: {"model": ErrorOut, "description": "unknown recommendation"}},
+    responses={
+        **ERRORS,
+        404: {"model": ErrorOut, "description": "unknown recommendation"},
+        503: {"model": ErrorOut, "description": "the store cannot write now; retry"},
+    },
 )
 def feedback(body: FeedbackRequest, state: StateDep) -> FeedbackOut:
     """Whether a recommendation was accepted (stored in the decision log)."""

@@ -8,8 +8,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from policies.schemas import Health
 from policies.server.deps import StateDep
 from policies.server.responses import json_response
+from policies.store import StoreError
 
 router = APIRouter(tags=["operations"])
+
+
+class Readiness(Health):
+    """``/readyz``'s answer when not ready: ``reason`` says why."""
+
+    reason: str | None = None
 
 
 @router.get("/healthz", response_model=Health)
@@ -20,15 +27,28 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    response_model=Health,
-    responses={503: {"model": Health, "description": "not ready"}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready"}},
 )
-async def readyz(state: StateDep) -> Response:
-    """A policy is loaded and the server is accepting work."""
+def readyz(state: StateDep) -> Response:
+    """A policy is loaded, the server is accepting work and its store can commit a write.
+
+    The probe is a real committed write (one row), so a full disk, a read-only or
+    locked database or an unreachable PostgreSQL turns this 503, like the
+    recommendations it would fail. A plain ``def``: the probe may wait on the
+    database (at most its busy timeout) without stalling the event loop.
+    """
     version = state.holder.current.version
-    ok = state.ready
-    body = Health(status="ready" if ok else "not ready", policy_version=version)
-    return json_response(body, version, 200 if ok else 503)
+    reason = None if state.ready else "starting or stopping"
+    if reason is None:
+        try:
+            state.decisions.store.probe()
+        except StoreError as err:
+            reason = str(err)
+    if reason is None:  # the body it always had: no reason when there is none
+        return json_response(Health(status="ready", policy_version=version), version)
+    body = Readiness(status="not ready", policy_version=version, reason=reason)
+    return json_response(body, version, 503)
 
 
 @router.get("/metrics", response_class=Response)
