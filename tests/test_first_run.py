@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import CLI, run, wait_ready
@@ -142,6 +143,15 @@ def test_compare_refuses_to_overwrite_results_unless_asked(tmp_path: Path) -> No
     assert (tmp_path / "my cmp" / "notes.txt").read_text() == "mine\n", "not ours to delete"
 
 
+def _finished_runs(runs: Path) -> list[int]:
+    """The run numbers in a comparison's finished parts (one Parquet file per batch)."""
+    return [
+        int(r)
+        for part in sorted(runs.glob("part-*.parquet"))
+        for r in pq.read_table(part, columns=["run"]).column("run").to_pylist()
+    ]
+
+
 def test_compare_keeps_finished_runs_and_resumes(tmp_path: Path) -> None:
     """Interrupt a comparison after its first run: what finished is kept, --resume ends it,
     and the summary is the one an uninterrupted comparison writes."""
@@ -152,19 +162,21 @@ def test_compare_keeps_finished_runs_and_resumes(tmp_path: Path) -> None:
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     runs = tmp_path / "cut short" / "runs"
     deadline = time.monotonic() + 300
-    while not list(runs.glob("*.json")) and time.monotonic() < deadline:
+    while not list(runs.glob("part-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
-    kept = sorted(p.name for p in runs.glob("*.json"))
-    assert 1 <= len(kept) < 9
+    kept = _finished_runs(runs)
+    assert 1 <= len(kept) < 9 and len(set(kept)) == len(kept)
     assert not (tmp_path / "cut short" / "summary.csv").exists()
 
     again = run(tmp_path, *args[1:], "--resume")
     assert "wrote" in again.stdout
-    assert sorted(p.name for p in runs.glob("*.json")) == [f"{i:05d}.json" for i in range(9)]
+    finished = _finished_runs(runs)
+    assert sorted(finished) == list(range(9))  # every run once: the kept ones not again
+    assert set(kept) <= set(finished)
     resumed = pd.read_csv(tmp_path / "cut short" / "summary.csv")
     whole = pd.read_csv(tmp_path / "whole" / "summary.csv")
     mine = resumed[resumed["strategy"].isin(["static", "threshold"])].reset_index(drop=True)

@@ -15,8 +15,10 @@ from rich.text import Text
 from experiments.cli.app import app, experiment_app
 from experiments.cli.console import console, err_console, fail, say, user_errors, warn_untuned
 from experiments.cli.options import (
+    AddressOpt,
     OverwriteOpt,
     ResumeOpt,
+    RunsPerTaskOpt,
     ScenarioOpt,
     WorkersOpt,
     split_list,
@@ -96,11 +98,14 @@ def compare(
     report: Annotated[bool, typer.Option(help="write report.html")] = True,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
+    address: AddressOpt = None,
+    runs_per_task: RunsPerTaskOpt = None,
 ) -> None:
     """Compare strategies over seeds (common random numbers) and write results + a report.
 
     Every run is kept in --out as it finishes: an interrupted comparison continues with
-    the same command and --resume.
+    the same command and --resume. With --address the runs go out, in batches, to the
+    Ray cluster there.
     """
     from experiments.comparison.compare import check_plan, run_plan, write_comparison
     from experiments.comparison.store import RunStore
@@ -117,8 +122,16 @@ def compare(
         total,
         out,
         lambda progress: run_plan(
-            plan, workers=workers, progress=progress, out=out, resume=resume, overwrite=overwrite
+            plan,
+            workers=workers,
+            progress=progress,
+            out=out,
+            resume=resume,
+            overwrite=overwrite,
+            address=address,
+            runs_per_task=runs_per_task,
         ),
+        where=address,
     )
     paths = write_comparison(cmp, out, report=report)
     for name in cmp.scenarios:
@@ -126,16 +139,27 @@ def compare(
     say("wrote " + ", ".join(str(p) for p in paths))
 
 
-def _with_progress(total: int, out: Path, work: Callable[[Callable[[int], None]], T]) -> T:
-    """Run ``work(progress)`` under a progress bar of ``total`` runs; on Ctrl-C say that the
-    finished runs are kept in ``out`` and how to continue, and exit 130."""
+def _with_progress(
+    total: int,
+    out: Path,
+    work: Callable[[Callable[[int], None]], T],
+    where: str | None = None,
+) -> T:
+    """Run ``work(progress)`` under a progress bar of ``total`` runs (on the Ray cluster at
+    ``where``, if given); a cluster that cannot be used is one line and exit 2; on Ctrl-C
+    say that the finished runs are kept in ``out`` and how to continue, and exit 130."""
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from experiments.comparison.cluster import ClusterError
+
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    label = f"runs on {where}" if where else "runs"
     try:
         with Progress(*columns, console=err_console) as bar, user_errors():
-            task = bar.add_task("runs", total=total)
+            task = bar.add_task(label, total=total)
             return work(lambda k: bar.advance(task, k))
+    except ClusterError as err:
+        fail(str(err))
     except KeyboardInterrupt:
         err_console.print(
             Text(
@@ -159,6 +183,7 @@ def experiment_headroom(
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
+    address: AddressOpt = None,
 ) -> None:
     """Headroom per scenario: static, threshold, lookahead and the hindsight bound, the
     regular payroll, the avoidable cost, and which scenarios form the headroom suite."""
@@ -188,7 +213,9 @@ def experiment_headroom(
             resume=resume,
             overwrite=overwrite,
             progress=progress,
+            address=address,
         ),
+        where=address,
     )
     paths = write(result, out)
     sys.stdout.write((out / "headroom.md").read_text())
@@ -205,10 +232,12 @@ def experiment_silo(
         "runs/silo"
     ),
     workers: WorkersOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Silo vs synchronized: sector-local managers vs one that sees the whole flow."""
     from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from experiments.comparison.cluster import ClusterError
     from experiments.comparison.compare import check_plan
     from experiments.comparison.silo import ARMS, run_silo, write
 
@@ -217,11 +246,19 @@ def experiment_silo(
         check_output_dir(out)
         warn_untuned(check_plan(scenario_list, list(ARMS), seeds).tuning)
     columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console) as bar:
-        task = bar.add_task("runs", total=len(scenario_list) * len(ARMS) * seeds)
-        result = run_silo(
-            scenario_list, seeds, workers=workers, progress=lambda k: bar.advance(task, k)
-        )
+    try:
+        with Progress(*columns, console=err_console) as bar:
+            label = f"runs on {address}" if address else "runs"
+            task = bar.add_task(label, total=len(scenario_list) * len(ARMS) * seeds)
+            result = run_silo(
+                scenario_list,
+                seeds,
+                workers=workers,
+                progress=lambda k: bar.advance(task, k),
+                address=address,
+            )
+    except ClusterError as err:
+        fail(str(err))
     paths = write(result, out)
     sys.stdout.write((out / "silo.md").read_text())
     say("wrote " + ", ".join(str(p) for p in paths))

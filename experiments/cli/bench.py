@@ -281,3 +281,66 @@ def bench_strategies(
         )
     console.print(table)
     say(f"wrote {out}")
+
+
+@bench_app.command("compare")
+def bench_compare_cmd(
+    runs: Annotated[int, typer.Option(min=1, help="runs (seeds 0..N-1)")] = 2000,
+    scenario: ScenarioOpt = "claims",
+    strategy: Annotated[str, typer.Option(help="the one strategy run on every seed")] = "static",
+    address: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of a running Ray cluster (default: local processes)"),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="local processes (default: all cores)")
+    ] = None,
+    runs_per_task: Annotated[
+        int | None, typer.Option(min=1, help="runs per task (default: sized automatically)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-compare.json"
+    ),
+) -> None:
+    """Comparison throughput: runs/s and peak RSS, local processes or a Ray cluster."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from experiments.bench.compare import bench_compare
+    from experiments.cli.console import err_console
+    from experiments.comparison.cluster import ClusterError
+
+    with user_errors():
+        check_output_file(user_path(out))
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err_console, transient=True) as bar, user_errors():
+            task = bar.add_task(f"runs on {address}" if address else "runs", total=runs)
+            result = bench_compare(
+                runs,
+                scenario=scenario,
+                strategy=strategy,
+                address=address,
+                workers=workers,
+                runs_per_task=runs_per_task,
+                progress=lambda k: bar.advance(task, k),
+            )
+    except ClusterError as err:
+        fail(str(err))
+    if write_bench_json(result, out, as_json):
+        return
+    table = Table(title=f"compare throughput ({result['scenario']}, {result['strategy']})")
+    for col in ("mode", "runs", "wall s", "runs/s", "runs/part", "driver peak MB", "worker MB"):
+        table.add_column(col, justify="left" if col == "mode" else "right")
+    worker = result["peak_rss_mb_largest_local_worker"]
+    table.add_row(
+        result["mode"] + (f" {address}" if address else f" x{result['workers']}"),
+        f"{result['runs']:,}",
+        f"{result['wall_seconds']:.1f}",
+        f"{result['runs_per_second']:.1f}",
+        f"{result['runs_per_part_mean']:.1f}",
+        f"{result['peak_rss_mb_driver']:.0f}",
+        "–" if worker is None else f"{worker:.0f}",
+    )
+    console.print(table)
+    say(f"wrote {out}")

@@ -15,6 +15,21 @@ SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="random seed (same s
 WorkersOpt = Annotated[
     int | None, typer.Option(min=1, help="processes in parallel (default: all cores)")
 ]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="HOST:PORT of a running Ray cluster to fan the runs out over "
+        "(start one with `ray start --head`); default: local processes"
+    ),
+]
+RunsPerTaskOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="runs shipped per task (default: sized so a task takes >= 0.25 s, "
+        "from the first run's time)",
+    ),
+]
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="replace the results already in --out")
 ]

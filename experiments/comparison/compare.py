@@ -4,7 +4,11 @@
 runs every (scenario, strategy, seed) once, in parallel, with **common random numbers**:
 seed ``k`` gives every strategy the same arrivals and absences (the twin draws them from
 their own named streams, whatever the controller does), so strategies are compared
-*paired*, seed by seed.
+*paired*, seed by seed. Runs go out in batches to local processes or, with
+``--address HOST:PORT``, to a Ray cluster (:mod:`experiments.comparison.executors`); each
+finished batch is streamed to ``DIR/runs`` (:mod:`experiments.comparison.store`) and the
+outputs below are built from there at the end, so the results do not depend on where
+the runs ran.
 
 Outputs in ``DIR``:
 
@@ -26,9 +30,9 @@ Outputs in ``DIR``:
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,85 +40,28 @@ import numpy as np
 import pandas as pd
 
 from agents import StrategyError, check_strategy, tuning_of
-from agents.evaluation import process_pool
-from experiments.comparison.store import RunStore, write_json
+from experiments.comparison.executors import Executor, open_executor
+from experiments.comparison.runs import (
+    Run,
+    RunResult,
+    TimedController,
+    make_batches,
+    portable_strategy,
+    run_batch,
+    run_one,
+    runs_per_task,
+)
+from experiments.comparison.store import RUN_COLUMN, RunStore, write_json
 from experiments.comparison.strategies import POLICY_PREFIX, controller_for
-from twin.actions import SectorAction, TwinAware
 from twin.kpis import KPI_NAMES
-from twin.model import OperationModel
-from twin.runner import simulate
 from twin.scenario import Scenario, ScenarioError, load_scenario
-from twin.snapshot import OperationSnapshot
 from twin.stats import paired_difference, paired_ratio, t_interval
+
+__all__ = ["Run", "RunResult", "TimedController", "run_one"]
 
 ID_COLUMNS = ("scenario", "strategy", "seed")
 TIMING_COLUMNS = ("decisions", "decide_seconds_mean", "decide_seconds_max", "wall_seconds")
 BASELINE = "static"
-
-
-class TimedController:
-    """Wraps a controller and measures the wall time of every decision."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.seconds: list[float] = []
-
-    def attach(self, model: OperationModel) -> None:
-        """Pass the twin on to a controller that needs it (the hindsight bound)."""
-        if isinstance(self.inner, TwinAware):
-            self.inner.attach(model)
-
-    def decide(self, snapshot: OperationSnapshot) -> dict[str, SectorAction]:
-        t0 = time.perf_counter()
-        actions = self.inner.decide(snapshot)
-        self.seconds.append(time.perf_counter() - t0)
-        return actions
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run to do: a scenario (name or path), a strategy, a seed."""
-
-    scenario: str
-    strategy: str
-    seed: int
-    keep_timeseries: bool = False
-
-
-@dataclass
-class RunResult:
-    row: dict[str, object]
-    timeseries: pd.DataFrame | None = field(default=None)
-
-
-def run_one(job: Run) -> RunResult:
-    """Simulate one (scenario, strategy, seed) and flatten its KPIs into a row."""
-    sc = load_scenario(job.scenario)
-    controller = TimedController(controller_for(job.strategy, sc, job.seed))
-    t0 = time.perf_counter()
-    model = simulate(sc, controller, job.seed)
-    wall = time.perf_counter() - t0
-    close = getattr(controller.inner, "close", None)
-    if close is not None:
-        close()
-    row: dict[str, object] = {"scenario": sc.name, "strategy": job.strategy, "seed": job.seed}
-    row.update(model.kpis().flat())
-    ts = model.timeseries()
-    for name in sc.sector_names:
-        q = ts[f"{name}.queue"]
-        row[f"{name}.queue_mean"] = float(q.mean())
-        row[f"{name}.queue_peak"] = float(q.max())
-    secs = controller.seconds
-    row["decisions"] = len(secs)
-    row["decide_seconds_mean"] = float(np.mean(secs)) if secs else 0.0
-    row["decide_seconds_max"] = float(np.max(secs)) if secs else 0.0
-    row["wall_seconds"] = wall
-    if job.keep_timeseries:
-        ts = ts.copy()
-        ts.insert(0, "strategy", job.strategy)
-        ts.insert(0, "scenario", sc.name)
-        return RunResult(row, ts)
-    return RunResult(row)
 
 
 def kpi_columns(results: pd.DataFrame) -> list[str]:
@@ -333,17 +280,35 @@ def run_compare(
     out: Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    address: str | None = None,
 ) -> Comparison:
     """:func:`check_plan`, then :func:`run_plan` (see both for the arguments).
 
     Raises:
         ScenarioError, StrategyError, BundleError, ValueError: see :func:`check_plan`.
         CompareDirError: ``out`` cannot take this comparison (checked before any run).
+        ClusterError: no usable Ray cluster at ``address``.
     """
     plan = check_plan(scenarios, strategies, seeds)
     return run_plan(
-        plan, workers=workers, progress=progress, out=out, resume=resume, overwrite=overwrite
+        plan,
+        workers=workers,
+        progress=progress,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        address=address,
     )
+
+
+def plan_runs(plan: ComparePlan) -> list[Run]:
+    """Every run of a plan, in plan order (its index is the run's name on disk)."""
+    return [
+        Run(sc, st, seed, keep_timeseries=(i == 0), controller=portable_strategy(st))
+        for sc in plan.scenarios.values()
+        for st in plan.strategies
+        for i, seed in enumerate(plan.seeds)
+    ]
 
 
 def run_plan(
@@ -353,68 +318,102 @@ def run_plan(
     out: Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    address: str | None = None,
+    runs_per_task: int | None = None,
 ) -> Comparison:
-    """Run every scenario x strategy x seed of a checked plan (in a process pool) and summarise.
+    """Run every scenario x strategy x seed of a checked plan and summarise.
+
+    Runs go out in batches (:mod:`experiments.comparison.runs`) to this machine's processes
+    or a Ray cluster (:mod:`experiments.comparison.executors`); each finished batch is
+    streamed to the run store at once, and the results are read back from it at the end.
 
     Args:
         plan: from :func:`check_plan` (not checked again).
-        workers: processes (default: all cores; 1 runs in this process).
+        workers: processes (default: all cores; 1 runs in this process); ignored with
+            ``address``.
         progress: called with the number of runs just finished (resumed ones first).
         out: keep every run in this directory as it finishes
             (:class:`experiments.comparison.store.RunStore`, which records the plan in
-            ``compare.json``).
+            ``compare.json``); without it the runs stream to a temporary directory.
         resume: with ``out``, run only what a comparison there has not finished.
         overwrite: with ``out``, replace a comparison already there.
+        address: ``HOST:PORT`` of a Ray cluster to run on instead of local processes.
+        runs_per_task: runs per batch (default: sized from the first run's wall time).
 
     Raises:
         CompareDirError: ``out`` cannot take this comparison (checked before any run).
+        ClusterError: no usable Ray cluster at ``address`` (before any run).
     """
-    loaded, strategies, seed_list = plan.scenarios, plan.strategies, plan.seeds
-    jobs = [
-        Run(sc, st, seed, keep_timeseries=(i == 0))
-        for sc in loaded
-        for st in strategies
-        for i, seed in enumerate(seed_list)
-    ]
-    store = RunStore(out, plan.record()) if out else None
-    results: list[RunResult | None] = [None] * len(jobs)
-    if store is not None:
-        for i, row in store.open(resume=resume, overwrite=overwrite).items():
-            results[i] = RunResult(row, store.timeseries(i))
-        if progress is not None and any(results):
-            progress(sum(r is not None for r in results))
+    if out is None:
+        with tempfile.TemporaryDirectory(prefix="synctwin-compare-") as tmp:
+            cmp = run_plan(
+                plan,
+                workers=workers,
+                progress=progress,
+                out=Path(tmp),
+                address=address,
+                runs_per_task=runs_per_task,
+            )
+        cmp.recorded_in = None
+        return cmp
+    jobs = plan_runs(plan)
+    store = RunStore(out, plan.record())
+    store.check(resume=resume, overwrite=overwrite)
+    # join the cluster before the directory changes: a bad address loses nothing
+    executor = open_executor(workers, address)
+    try:
+        done = store.open(resume=resume, overwrite=overwrite)
+        if progress is not None and done:
+            progress(len(done))
+        todo = [i for i in range(len(jobs)) if i not in done]
+        if todo:
+            _run_todo(jobs, todo, store, executor, runs_per_task, progress)
+    finally:
+        executor.close()
+    return _collect(plan, jobs, store, out)
 
-    def finished(i: int, result: RunResult) -> None:
-        results[i] = result
-        if store is not None:
-            store.save(i, result.row, result.timeseries)
+
+def _run_todo(
+    jobs: list[Run],
+    todo: list[int],
+    store: RunStore,
+    executor: Executor,
+    size: int | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Run the plan indices ``todo``, streaming every finished batch to ``store``.
+
+    Without a fixed ``size``, the first run goes alone in this process and its wall time
+    sizes the batches (:func:`~experiments.comparison.runs.runs_per_task`); the slowest
+    strategies go first, so the estimate errs toward smaller batches.
+    """
+    if size is None:
+        first = make_batches(jobs, todo, 1)[0]
+        t0 = time.perf_counter()
+        store.save(run_batch(first))
         if progress is not None:
             progress(1)
+        todo = [i for i in todo if i not in first.indices]
+        size = runs_per_task(time.perf_counter() - t0, len(todo), executor.cpus)
+    for results in executor.run(make_batches(jobs, todo, size)):
+        store.save(results)
+        if progress is not None:
+            progress(len(results))
 
-    # the slowest jobs first, so the pool is not left waiting on one at the end
-    todo = [i for i in range(len(jobs)) if results[i] is None]
-    todo.sort(key=lambda i: not jobs[i].strategy.startswith("lookahead"))
-    pool = process_pool(workers, jobs=len(todo))
-    if pool is None:
-        for i in todo:
-            finished(i, run_one(jobs[i]))
-    else:
-        with pool:
-            futures = {pool.submit(run_one, jobs[i]): i for i in todo}
-            for fut in as_completed(futures):
-                finished(futures[fut], fut.result())
-    done = [r for r in results if r is not None]
-    frame = pd.DataFrame([r.row for r in done])
-    names = {name: sc.name for name, sc in loaded.items()}
-    frame["scenario"] = pd.Categorical(
-        frame["scenario"], categories=list(dict.fromkeys(names.values()))
-    )
+
+def _collect(plan: ComparePlan, jobs: list[Run], store: RunStore, out: Path) -> Comparison:
+    """The comparison as the run store holds it (every finished run, in plan order)."""
+    strategies = plan.strategies
+    frame = store.results().drop(columns=[RUN_COLUMN])
+    names = [sc.name for sc in plan.scenarios.values()]
+    frame["scenario"] = pd.Categorical(frame["scenario"], categories=names)
     frame["strategy"] = pd.Categorical(frame["strategy"], categories=list(strategies))
     frame = frame.sort_values(list(ID_COLUMNS), kind="stable").reset_index(drop=True)
     frame["scenario"] = frame["scenario"].astype(str)
     frame["strategy"] = frame["strategy"].astype(str)
-    ts_parts = [r.timeseries for r in done if r.timeseries is not None]
-    ts = pd.concat(ts_parts, ignore_index=True) if ts_parts else pd.DataFrame()
+    ts_parts = [store.timeseries(i) for i, job in enumerate(jobs) if job.keep_timeseries]
+    kept = [ts for ts in ts_parts if ts is not None]
+    ts = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     tuning = plan.tuning
     summary = summarize(frame, strategies)
     summary.insert(
@@ -430,9 +429,9 @@ def run_plan(
         summary=summary,
         timeseries=ts,
         timing=timing_table(frame),
-        scenarios={sc.name: sc for sc in loaded.values()},
+        scenarios={sc.name: sc for sc in plan.scenarios.values()},
         strategies=list(strategies),
-        seeds=seed_list,
+        seeds=list(plan.seeds),
         tuning=dict(tuning),
         recorded_in=out,
     )

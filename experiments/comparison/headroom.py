@@ -92,10 +92,18 @@ def run_headroom(
     resume: bool = False,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    address: str | None = None,
 ) -> Headroom:
-    """Run a :func:`headroom_plan` (not checked again), keeping every run in ``out``."""
+    """Run a :func:`headroom_plan` (not checked again), keeping every run in ``out``
+    (on the Ray cluster at ``address``, if given)."""
     cmp = run_plan(
-        plan, workers=workers, progress=progress, out=out, resume=resume, overwrite=overwrite
+        plan,
+        workers=workers,
+        progress=progress,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        address=address,
     )
     return Headroom(cmp, headroom_table(cmp.results))
 

@@ -71,9 +71,13 @@ def run_silo(
     seeds: int,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    address: str | None = None,
 ) -> SiloResult:
-    """Run the three arms and analyse them (see the module docstring)."""
-    cmp = run_compare(scenarios, list(ARMS), seeds, workers=workers, progress=progress)
+    """Run the three arms (on the Ray cluster at ``address``, if given) and analyse them
+    (see the module docstring)."""
+    cmp = run_compare(
+        scenarios, list(ARMS), seeds, workers=workers, progress=progress, address=address
+    )
     res = cmp.results
     cols = [
         f"{s}.{m}"
