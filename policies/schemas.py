@@ -383,3 +383,46 @@ class Health(_Out):
 
 class ErrorOut(_Out):
     detail: str
+
+
+# --------------------------------------------------------------------------- live sites
+
+
+class SiteRecommendRequest(RecommendRequest):
+    """The options of ``POST /v1/recommend``, answered on a site's live state."""
+
+    snapshot: None = Field(  # type: ignore[assignment]
+        None, description="not sent: the site's live state answers"
+    )
+    at: str | None = Field(None, description="the state at this timestamp (default: latest)")
+
+
+class SiteForecastRequest(ForecastRequest):
+    """The options of ``POST /v1/forecast``, answered on a site's live state."""
+
+    snapshot: None = Field(  # type: ignore[assignment]
+        None, description="not sent: the site's live state answers"
+    )
+    at: str | None = Field(None, description="the state at this timestamp (default: latest)")
+
+
+class RejectedEventOut(_Out):
+    id: str | None = Field(description="the event's id (null if it had none)")
+    reason: str
+    kind: Literal["schema", "scenario", "late", "state"] = Field(
+        description="schema: does not parse (not stored); scenario: names what the site's "
+        "scenario lacks; late: beyond the reorder tolerance; state: contradicted by the "
+        "state when applied"
+    )
+
+
+class SiteEventsOut(_Out):
+    """What a batch of events did; every event is either counted or listed."""
+
+    site: str
+    accepted: int = Field(description="events of the batch taken in")
+    duplicate: int = Field(description="events whose id the site already had (unchanged)")
+    rejected: list[RejectedEventOut] = Field(
+        description="refused events, with why (including earlier ones refused when applied now)"
+    )
+    stored_seq: int = Field(description="the last stored event this answer reflects")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from experiments.cli.app import app
 from experiments.cli.console import console, fail, say, user_errors
 from experiments.paths import check_output_dir, shell_path, user_path
+
+if TYPE_CHECKING:
+    from policies.server import Settings
 
 # --------------------------------------------------------------------------- export
 
@@ -71,6 +74,17 @@ def serve(
             "else memory]"
         ),
     ] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(help="a live site NAME=SCENARIO (a built-in name or a YAML path); repeatable"),
+    ] = None,
+    sites: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML/JSON file of live sites: NAME: SCENARIO, or NAME: {scenario, start}",
+            callback=user_path,
+        ),
+    ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="serve with Ray Serve (scale-out)")] = False,
     replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas")] = 1,
 ) -> None:
@@ -80,12 +94,14 @@ def serve(
     the server starts (a bad one exits with code 2).
     """
     from policies.server import Settings, create_app, run_server
+    from policies.server.sites import SiteError
     from policies.store import StoreError
 
-    given = {"policy": policy, "host": host, "port": port, "workers": workers}
+    given: dict[str, object] = {"policy": policy, "host": host, "port": port, "workers": workers}
     given |= {"api_key": api_key, "admin_key": admin_key, "log": log, "store": store}
     with user_errors():
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        given["sites"] = _site_specs(site or [], sites) or None
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
         if ray:
             from policies.ray_serve import run as run_ray
 
@@ -97,7 +113,8 @@ def serve(
             else:  # each worker opens the store itself: check it opens before they start
                 app_ = None
                 _check_store(settings.log, settings.store)
-        except StoreError as err:
+                _check_sites(settings)
+        except (StoreError, SiteError) as err:
             fail(str(err))
     run_server(settings, app_)
 
@@ -107,3 +124,37 @@ def _check_store(log: Path | None, store: str | None) -> None:
     from policies.decision_log import DecisionLog
 
     DecisionLog(log, store=store).close()
+
+
+def _site_specs(given: list[str], path: Path | None) -> list[dict[str, object]]:
+    """The sites of ``--site NAME=SCENARIO`` options and a ``--sites`` file, as settings."""
+    import yaml
+
+    out: list[dict[str, object]] = []
+    if path is not None:
+        try:
+            data = yaml.safe_load(path.read_text())  # JSON is YAML too
+        except (OSError, yaml.YAMLError) as err:
+            fail(f"--sites {path}: cannot be read: {err}")
+        if not isinstance(data, dict):
+            fail(f"--sites {path}: expected a mapping of site name to scenario")
+        for name, value in data.items():
+            entry = value if isinstance(value, dict) else {"scenario": value}
+            out.append({"name": str(name), **entry})
+    for spec in given:
+        name, sep, scenario = spec.partition("=")
+        if not sep or not name or not scenario:
+            fail(f"--site {spec!r}: expected NAME=SCENARIO (a built-in name or a YAML path)")
+        out.append({"name": name, "scenario": scenario})
+    return out
+
+
+def _check_sites(settings: Settings) -> None:
+    """Load each site's scenario and check it fits the bundle, before workers start."""
+    from policies.runtime import BundlePolicy
+    from policies.server.sites import load_site_scenario
+
+    if settings.sites:
+        served = BundlePolicy(settings.policy).scenario
+        for spec in settings.sites:
+            load_site_scenario(spec, served)

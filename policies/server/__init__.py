@@ -12,6 +12,9 @@ POST /v1/recommend       key    snapshot -> per sector: action, message, confide
 POST /v1/forecast        key    snapshot -> per sector: risk of SLA misses and overtime
                                 over the next hours, under the policy and under no action
 POST /v1/feedback        key    was a recommendation accepted? (stored in the decision log)
+POST /v1/sites/S/events  key    a live site's floor events: stored, then applied to its twin
+GET  /v1/sites/S/state   key    the site's live snapshot (:mod:`~policies.server.sites`)
+POST /v1/sites/S/...     key    ``recommend`` and ``forecast`` on the site's live state
 GET  /v1/policy          key    the served bundle's manifest
 POST /v1/policy/reload   admin  load, verify and swap in another bundle
 GET  /healthz                   the process is up

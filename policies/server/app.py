@@ -23,7 +23,8 @@ from policies.server.errors import add_exception_handlers
 from policies.server.metrics import Metrics
 from policies.server.middleware import ServingMiddleware
 from policies.server.openapi import add_examples
-from policies.server.routes import feedback, forecast, health, policy, recommend
+from policies.server.routes import feedback, forecast, health, policy, recommend, sites
+from policies.server.sites import Sites
 from policies.server.state import PolicyHolder, ReloadWatcher, Served, ServerState, load_served
 from policies.store import StoreError
 
@@ -39,6 +40,8 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
 
     Raises:
         BundleError: the bundle is missing, corrupt or incompatible.
+        SiteError: a site's scenario does not load or does not fit the bundle.
+        StoreError: the store cannot be opened or read (the sites replay it).
     """
     served = served if served is not None else load_served(settings.policy)
     state = ServerState(
@@ -49,6 +52,8 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
         rollouts=threading.BoundedSemaphore(settings.rollout_concurrency),
     )
     state.metrics.set_policy(served)
+    # each site's twin is rebuilt from its stored events before the server is ready
+    live_sites = Sites(settings.sites, served.scenario, state.decisions.store)
     if settings.reload_state_file is not None:
         state.watcher = ReloadWatcher(state, settings.reload_state_file)
 
@@ -85,6 +90,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.synctwin = state
+    app.state.sites = live_sites
     app.add_middleware(ServingMiddleware, state=state)
     add_exception_handlers(app)
     app.add_exception_handler(StoreError, store_unavailable)  # type: ignore[arg-type]
@@ -94,6 +100,8 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     app.include_router(recommend.router)
     app.include_router(forecast.router)
     app.include_router(feedback.router)
+    if settings.sites:  # a server without sites documents no site routes
+        app.include_router(sites.router)
     return app
 
 

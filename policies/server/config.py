@@ -6,10 +6,11 @@ From environment variables prefixed ``SYNCTWIN_`` or the ``synctwin serve`` opti
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from policies.advice import (
@@ -26,6 +27,34 @@ from policies.store.url import parse_store_url
 #: snapshot x samples x horizon): 2,000 items at 32 samples and 480 minutes fit, the
 #: largest snapshot at the largest options (100,000 x 32 x 480) does not.
 MAX_ROLLOUT_COST = 50_000_000
+
+#: Largest batch of ``POST /v1/sites/{site}/events``, in events.
+MAX_SITE_BATCH = 10_000
+
+
+class SiteSpec(BaseModel):
+    """A live site: its name (in the URL), its scenario, and when its stream starts.
+
+    ``scenario`` is a built-in name or a YAML path (relative to the working directory);
+    ``start`` defaults to the twin's own log start for that scenario
+    (:func:`twin.eventlog.log_start`), so a log written by ``synctwin simulate
+    --log-events`` fits as is.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    scenario: str = Field(min_length=1)
+    start: str | None = Field(None, description="ISO 8601 (kept as text: settings travel as JSON)")
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _iso(cls, value: object) -> object:
+        if isinstance(value, datetime):  # YAML reads an unquoted timestamp as one
+            return value.isoformat()
+        if isinstance(value, str):
+            datetime.fromisoformat(value)  # ValueError: not a timestamp
+        return value
 
 
 class Settings(BaseSettings):
@@ -93,12 +122,27 @@ class Settings(BaseSettings):
     reload_state_file: Path | None = Field(
         None, description="shared by worker processes so a reload reaches all of them"
     )
+    sites: tuple[SiteSpec, ...] = Field(
+        (), description="live sites (name, scenario, start) with their own event streams"
+    )
+    max_site_batch: int = Field(
+        MAX_SITE_BATCH, ge=1, description="most events in one POST /v1/sites/{site}/events"
+    )
 
     @field_validator("store")
     @classmethod
     def _store_url(cls, value: str | None) -> str | None:
         if value is not None:
             parse_store_url(value)  # a StoreUrlError (a ValueError) names what is wrong
+        return value
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_sites(cls, value: tuple[SiteSpec, ...]) -> tuple[SiteSpec, ...]:
+        names = [s.name for s in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"site names must be unique: {', '.join(twice)} given twice")
         return value
 
     @model_validator(mode="after")

@@ -107,6 +107,21 @@ class Metrics:
             registry=r,
         )
 
+        self.site_events = Counter(
+            "synctwin_site_events",
+            "events sent to live sites, by result (accepted, duplicate, rejected)",
+            ["site", "result"],
+            registry=r,
+        )
+        self.site_rejections = Counter(
+            "synctwin_site_event_rejections",
+            "events refused by live sites, by kind of reason (schema: does not parse; "
+            "scenario: not in the site's scenario; late: beyond the reorder tolerance; "
+            "state: contradicted by the state when applied)",
+            ["site", "kind"],
+            registry=r,
+        )
+
     def remember_advice(self, recommendation_id: str, kind: str) -> None:
         """Remember a recommendation's kind of advice, for its feedback."""
         with self._kinds_lock:

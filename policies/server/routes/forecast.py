@@ -8,7 +8,7 @@ action; here the request is checked and the forecast shaped into a
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -25,7 +25,7 @@ from policies.schemas import (
 from policies.server.checks import check_rollout_cost, check_snapshot, forecast_options
 from policies.server.deps import PolicyDep, StateDep, require_api_key
 from policies.server.responses import ERRORS, json_response
-from policies.server.state import Served, client_gone
+from policies.server.state import Served, ServerState, client_gone
 from twin.snapshot import OperationSnapshot
 
 router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
@@ -47,10 +47,24 @@ def forecast(body: ForecastBody, served: PolicyDep, state: StateDep, request: Re
     else:
         req, prefix = ForecastRequest(snapshot=body), ["body", "snapshot"]
     hours, samples, seed = forecast_options(state.settings, req)
-    snap = req.snapshot
+    return _forecast(
+        served, state, req.snapshot, hours, samples, seed, prefix, client_gone(request)
+    )
+
+
+def _forecast(
+    served: Served,
+    state: ServerState,
+    snap: OperationSnapshot,
+    hours: list[float],
+    samples: int,
+    seed: int,
+    prefix: list[str | int],
+    gone: Callable[[], bool] | None = None,
+) -> Response:
+    """The work of ``POST /v1/forecast`` (see the route): check, forecast, shape."""
     check_snapshot(served, snap, state.settings, prefix)
     check_rollout_cost(snap, samples, max(hours) * 60, state.settings, prefix[:-1])
-    gone = client_gone(request)
     with state.rollout_runner("/v1/forecast", client_gone=gone, served=served) as runner:
         t0 = time.perf_counter()
         fc = run_forecast(
