@@ -218,7 +218,7 @@ def browser() -> Iterator[object]:
     opts = webdriver.ChromeOptions()
     opts.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1600,1000", "--hide-scrollbars"):  # fmt: skip
+                "--window-size=1600,1300", "--hide-scrollbars"):  # fmt: skip
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
     try:
@@ -317,6 +317,31 @@ def test_page_loads_runs_and_charts_update(browser, dashboard_url) -> None:
     _button(d, "▶").click()  # play until past 06:00, when the shifts start
     _until(lambda: _text(d, ".synctwin-clock") >= "Day 1 · 06:30", "playing", seconds=180)
     _button(d, "❚❚").click()
+
+    # The README's picture: the default run at 11:15, when picking's queue has grown and
+    # the threshold advisor acts (switch picking to earliest-due-first, move a worker).
+    acting = "Day 1 · 11:15"
+    press = lambda label: d.execute_script(  # noqa: E731  (a click no overlay can take)
+        "arguments[0].click()", _until(lambda: _button(d, label), f"the {label} button")
+    )
+    press("▶")  # play most of the way, then step onto 11:15 exactly
+    _until(lambda: _text(d, ".synctwin-clock") >= "Day 1 · 10:00", "playing on", seconds=240)
+    press("❚❚")
+    time.sleep(1)
+    for _ in range(8):  # a pause lands a step or two after 10:00: 5 steps at most from there
+        now = _text(d, ".synctwin-clock")
+        if now >= acting:
+            break
+        press("STEP")
+        _until(lambda: _text(d, ".synctwin-clock") != now, f"a step past {now}")
+    assert _text(d, ".synctwin-clock") == acting
+    _until(lambda: f"Advice from threshold at {acting}" in _text(d, ".synctwin-advice"),
+           "advice at 11:15", seconds=60)  # fmt: skip
+    headline = _text(d, ".synctwin-headline")
+    assert "saves about" in headline, headline
+    actions = d.find_elements("css selector", ".synctwin-actions li")
+    assert actions and "saves about" in actions[0].text
+    assert "Risk ahead" in _text(d, ".synctwin-risk")
     ARTIFACTS.mkdir(exist_ok=True)
     time.sleep(1)
     d.save_screenshot(str(ARTIFACTS / "dashboard.png"))
