@@ -13,7 +13,8 @@ as in a pydantic error) and the problem (``msg``); the HTTP layer or CLI renders
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -168,37 +169,11 @@ def snapshot(model: OperationModel) -> OperationSnapshot:
     for s, q in enumerate(model.queues):
         for item in q.items():
             queue[s][classes[item.cls]][due_bucket(item.due - now)] += 1
-    groups: dict[tuple, int] = {}
     names = model.sector_names
-    pool = model.pool_index
-    shifts = scenario.workforce.shifts
     for w in model.agents:
         if w.item is not None:
             serving[w.sector][classes[w.item.cls]][due_bucket(w.item.due - now)] += 1
-        overtime = w.overtime_used + (now - w.since if w.state is OVERTIME else 0.0)
-        key = (
-            names[w.home] if w.home < pool else None,
-            names[w.sector] if w.sector < pool else None,
-            shifts[w.shift].name if w.shift >= 0 else None,
-            w.flex,
-            w.state.name.lower(),
-            overtime,
-            w.ready if w.state is TRANSFER else None,
-        )
-        groups[key] = groups.get(key, 0) + 1
-    workers = [
-        WorkerGroup(
-            home=h,
-            sector=sec,
-            shift=sh,
-            flex=fx,
-            state=st,
-            count=n,
-            overtime_minutes=ot,
-            ready_minute=ready,
-        )
-        for (h, sec, sh, fx, st, ot, ready), n in groups.items()
-    ]
+    workers = worker_groups(scenario, model.agents, now, model.pool_index)
     sectors = [
         SectorState(
             name=name,
@@ -219,6 +194,47 @@ def snapshot(model: OperationModel) -> OperationSnapshot:
         sectors=sectors,
         workers=workers,
     )
+
+
+def worker_groups(
+    scenario: Scenario, workers: Iterable[Any], now: float, pool: int
+) -> list[WorkerGroup]:
+    """Workers summarised as the snapshot's groups (identical home, place, shift, state).
+
+    ``workers`` are the twin's agents or the live twin's records of the floor
+    (:mod:`twin.live_state`): anything with ``home``, ``sector``, ``shift`` (indices;
+    ``pool`` is the agency pool's sector index, ``-1`` no shift), ``flex``, ``state``,
+    ``overtime_used``, ``since`` and ``ready``. One function, so both report a state the
+    same way, down to the overtime minutes of a worker in overtime now.
+    """
+    names = scenario.sector_names
+    shifts = scenario.workforce.shifts
+    groups: dict[tuple, int] = {}
+    for w in workers:
+        overtime = w.overtime_used + (now - w.since if w.state is OVERTIME else 0.0)
+        key = (
+            names[w.home] if w.home < pool else None,
+            names[w.sector] if w.sector < pool else None,
+            shifts[w.shift].name if w.shift >= 0 else None,
+            w.flex,
+            w.state.name.lower(),
+            overtime,
+            w.ready if w.state is TRANSFER else None,
+        )
+        groups[key] = groups.get(key, 0) + 1
+    return [
+        WorkerGroup(
+            home=h,
+            sector=sec,
+            shift=sh,
+            flex=fx,
+            state=st,
+            count=n,
+            overtime_minutes=ot,
+            ready_minute=ready,
+        )
+        for (h, sec, sh, fx, st, ot, ready), n in groups.items()
+    ]
 
 
 # --------------------------------------------------------------------------- into a twin

@@ -33,13 +33,13 @@ from twin.floor_events import (
     Outage,
     TransferStart,
 )
+from twin.live import worker_groups
 from twin.scenario import Scenario
 from twin.snapshot import (
     N_BUCKETS,
     RATE_TIME_CONSTANT_MINUTES,
     OperationSnapshot,
     SectorState,
-    WorkerGroup,
     due_bucket,
 )
 from twin.workers import WorkerState
@@ -188,26 +188,12 @@ class FloorState:
     def snapshot(self, now: float) -> OperationSnapshot:
         """The state at ``now`` in the schema the twin reports (:func:`twin.live.snapshot`)."""
         sc = self.scenario
-        classes, names, shifts = sc.class_names, sc.sector_names, sc.workforce.shifts
+        classes, names = sc.class_names, sc.sector_names
         queue = [{c: [0] * N_BUCKETS for c in classes} for _ in names]
         serving = [{c: [0] * N_BUCKETS for c in classes} for _ in names]
         for it in self.items.values():
             table = queue if it.worker is None else serving
             table[it.sector][classes[it.cls]][due_bucket(it.due - now)] += 1
-        groups: dict[tuple, int] = {}
-        pool = self.pool
-        for w in self.workers.values():
-            overtime = w.overtime_used + (now - w.since if w.state is OVERTIME else 0.0)
-            key = (
-                names[w.home] if w.home < pool else None,
-                names[w.sector] if w.sector < pool else None,
-                shifts[w.shift].name if w.shift >= 0 else None,
-                w.flex,
-                w.state.name.lower(),
-                overtime,
-                w.ready if w.state is TRANSFER else None,
-            )
-            groups[key] = groups.get(key, 0) + 1
         arrival_rate, completion_rate, _ = self.rates_at(now)
         return OperationSnapshot(
             scenario=sc.name,
@@ -226,19 +212,7 @@ class FloorState:
                 )
                 for s, name in enumerate(names)
             ],
-            workers=[
-                WorkerGroup(
-                    home=h,
-                    sector=sec,
-                    shift=sh,
-                    flex=fx,
-                    state=st,
-                    count=n,
-                    overtime_minutes=ot,
-                    ready_minute=ready,
-                )
-                for (h, sec, sh, fx, st, ot, ready), n in groups.items()
-            ],
+            workers=worker_groups(sc, self.workers.values(), now, self.pool),
         )
 
 
