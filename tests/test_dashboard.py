@@ -333,7 +333,7 @@ def test_page_loads_runs_and_charts_update(browser, dashboard_url) -> None:
         if now >= acting:
             break
         press("STEP")
-        _until(lambda: _text(d, ".synctwin-clock") != now, f"a step past {now}")
+        _until(lambda now=now: _text(d, ".synctwin-clock") != now, f"a step past {now}")
     assert _text(d, ".synctwin-clock") == acting
     _until(lambda: f"Advice from threshold at {acting}" in _text(d, ".synctwin-advice"),
            "advice at 11:15", seconds=60)  # fmt: skip
