@@ -13,11 +13,26 @@ events happen, float for float: worker minutes are accumulated exactly as
 :func:`twin.staffing.move` does (overtime adds ``t - since`` at every change of a
 worker in overtime), and the rates are the twin's per-tick exponential smoothing
 (:meth:`twin.model.OperationModel.step`) over event times binned into ticks.
+
+What was observed, beside the state (:class:`History`):
+
+- **external arrivals** per item class: an ``item_arrive`` into the class's entry
+  sector (routing is a DAG, so no handoff ever comes back there; the twin's
+  ``_arrive`` enters items there and only there);
+- **SLA misses** per sector, counted as the twin counts them
+  (:meth:`twin.model.OperationModel._on_due`): once per item, at its due minute, if it
+  is still in the operation then, in the sector where it then is. An item's due minute
+  is kept from its external arrival until it passes; it passes when an event at or
+  after it is applied (at equal minutes the twin's due event runs before the
+  completion scheduled after it), or, tentatively, when a view at a later minute is
+  asked for (:meth:`FloorState.observed`).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -87,6 +102,35 @@ class Resolved:
     worker: str = ""
 
 
+class History:
+    """Minutes of what happened, one sorted list per key (a sector, an item class).
+
+    A copy (:meth:`overlay`) shares its parent's lists and appends to lists of its
+    own, so a view ahead of the buffered events never copies a day of history.
+    """
+
+    def __init__(self, n: int, parent: History | None = None) -> None:
+        self.minutes: list[list[float]] = [[] for _ in range(n)]
+        self.parent = parent
+
+    def overlay(self) -> History:
+        """An empty history on top of this one (whose lists must not change meanwhile)."""
+        return History(len(self.minutes), self)
+
+    def add(self, key: int, minute: float) -> None:
+        """Record one at ``minute`` (not before the last recorded for ``key``)."""
+        self.minutes[key].append(minute)
+
+    def before(self, minute: float) -> list[list[float]]:
+        """Per key, the recorded minutes strictly before ``minute``, in order."""
+        base = self.parent.before(minute) if self.parent is not None else None
+        out = []
+        for k, mins in enumerate(self.minutes):
+            own = mins[: bisect_left(mins, minute)]
+            out.append(base[k] + own if base is not None else own)
+        return out
+
+
 class FloorState:
     """The operation's state after the events applied so far (see the module docstring)."""
 
@@ -111,6 +155,11 @@ class FloorState:
         self.tick_out = [0] * n
         self.tick_end = float(scenario.tick_minutes)
         self.last_minute = -math.inf  # minute of the last event applied
+        self.entry = [scenario.sector_names.index(c.entry) for c in scenario.item_classes]
+        #: ``(due minute, item id)`` of items arrived whose due minute has not passed
+        self.dues: list[tuple[float, str]] = []
+        self.misses = History(n)  # per sector: the minutes of SLA misses
+        self.arrivals = History(len(scenario.item_classes))  # per class: external arrivals
 
     def copy(self) -> FloorState:
         """An independent copy (a snapshot ahead of the buffered events applies them to it)."""
@@ -121,6 +170,9 @@ class FloorState:
         for name in ("down", "outage", "arrival_rate", "completion_rate", "tick_in", "tick_out"):
             setattr(new, name, list(getattr(self, name)))
         new.actions = dict(self.actions)
+        new.dues = list(self.dues)
+        new.misses = self.misses.overlay()
+        new.arrivals = self.arrivals.overlay()
         return new
 
     # ------------------------------------------------------------------ clock and rates
@@ -155,8 +207,31 @@ class FloorState:
             Refused: the state contradicts the event; nothing changed.
         """
         self.close_ticks(r.minute)
+        self.pass_dues(r.minute)
         _HANDLERS[kind](self, event, r)
         self.last_minute = r.minute
+
+    # ------------------------------------------------------------------ observed
+
+    def pass_dues(self, minute: float) -> None:
+        """Count the SLA misses of every due minute at or before ``minute`` (for good)."""
+        dues = self.dues
+        while dues and dues[0][0] <= minute:
+            due, item_id = heapq.heappop(dues)
+            it = self.items.get(item_id)
+            if it is not None:
+                self.misses.add(it.sector, due)
+
+    def observed(self, now: float) -> tuple[list[list[float]], list[list[float]]]:
+        """Minutes of SLA misses per sector and of external arrivals per class, before
+        ``now``; due minutes not yet passed for good count if the item is still in then
+        (the state is left as it is)."""
+        misses = self.misses.before(now)
+        items = self.items
+        late = sorted((d, items[i].sector) for d, i in self.dues if d < now and i in items)
+        for due, s in late:
+            misses[s].append(due)
+        return misses, self.arrivals.before(now)
 
     # ------------------------------------------------------------------ worker moves
 
@@ -225,6 +300,9 @@ def _item_arrive(st: FloorState, ev: ItemArrive, r: Resolved) -> None:
         raise Refused(f"item {ev.item_id!r} is already in the operation (in {where})")
     st.items[ev.item_id] = ItemRec(r.cls, r.due, r.sector)
     st.tick_in[r.sector] += 1
+    if r.sector == st.entry[r.cls]:  # from outside: routing never comes back to the entry
+        st.arrivals.add(r.cls, r.minute)
+        heapq.heappush(st.dues, (r.due, ev.item_id))
 
 
 def _held_item(st: FloorState, item_id: str, r: Resolved) -> ItemRec:

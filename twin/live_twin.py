@@ -21,6 +21,12 @@ Rules, in the order an event meets them:
    nothing. This check runs when the event is applied, so its rejection is reported
    by the :meth:`LiveTwin.ingest` (or :meth:`LiveTwin.flush`) call that applied it.
 
+What was observed is kept beside the state: SLA misses per sector and external
+arrivals per item class, with their minutes (:meth:`LiveTwin.observed`,
+:meth:`LiveTwin.misses`, :meth:`LiveTwin.miss_minutes`, :meth:`LiveTwin.arrivals`),
+counted as the twin counts them; alerts check their forecasts against the misses,
+and adaptive planning (:mod:`twin.adaptive`) learns demand from the arrivals.
+
 Bad events are data, never exceptions: each rejection carries the event's id and
 the reason, and the valid rest of a batch is kept.
 
@@ -32,6 +38,8 @@ so several days and weekday factors line up with the wall clock.
 from __future__ import annotations
 
 import heapq
+import math
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -282,6 +290,10 @@ class LiveTwin:
                 f"minute {now:g} is not after the last applied event "
                 f"(minute {self._state.last_minute:g})"
             )
+        return self._state_at(now).snapshot(now)
+
+    def _state_at(self, now: float) -> FloorState:
+        """The state with the buffered events before ``now`` applied too (a copy if any)."""
         pending = sorted(p for p in self._buffer if p.minute < now)
         state = self._state
         if pending:
@@ -291,7 +303,96 @@ class LiveTwin:
                     state.apply(p.kind, p.event, p.resolved)
                 except Refused:
                     pass  # reported when it is applied for good
-        return state.snapshot(now)
+        return state
+
+    # ------------------------------------------------------------------ observed
+
+    def observed(self, at: float | datetime | str | None = None) -> Observed:
+        """What happened before ``at``: SLA misses per sector, external arrivals per class.
+
+        ``at`` (default: the latest event's minute) follows :meth:`snapshot`: events
+        before it count, the buffered ones too. Unlike the state, this history is kept,
+        so ``at`` may be any minute: a question about the past is answered from it.
+
+        Misses are counted as the twin counts them (:mod:`twin.live_state`): once per
+        item, at its due minute, in the sector where it is then. One at a due minute
+        after the last applied event is tentative until the events before it are in:
+        an event still within the reorder tolerance can show the item left in time.
+        """
+        now = self._latest if at is None else self.minute(at)
+        misses, arrivals = self._state_at(now).observed(now)
+        sc = self.scenario
+        return Observed(
+            minute=now,
+            misses={n: misses[s] for s, n in enumerate(sc.sector_names)},
+            arrivals={c: arrivals[k] for k, c in enumerate(sc.class_names)},
+        )
+
+    def misses(
+        self,
+        sector: str | None = None,
+        since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None,
+    ) -> int:
+        """SLA misses in ``sector`` (default: every sector) at minutes in ``[since, until)``
+        (defaults: the start, and the latest event's minute; see :meth:`observed`).
+
+        Raises:
+            KeyError: an unknown sector.
+        """
+        return self.observed(until).count("misses", sector, self._since(since))
+
+    def miss_minutes(self, at: float | datetime | str | None = None) -> dict[str, list[float]]:
+        """Per sector, the minutes of its SLA misses before ``at``, in order (the first
+        is the sector's first miss); see :meth:`observed`."""
+        return self.observed(at).misses
+
+    def arrivals(
+        self,
+        item_class: str | None = None,
+        since: float | datetime | str | None = None,
+        until: float | datetime | str | None = None,
+    ) -> int:
+        """Items of ``item_class`` (default: every class) that entered the operation at
+        minutes in ``[since, until)`` (handoffs between sectors are not arrivals).
+
+        Raises:
+            KeyError: an unknown item class.
+        """
+        return self.observed(until).count("arrivals", item_class, self._since(since))
+
+    def _since(self, since: float | datetime | str | None) -> float:
+        return -math.inf if since is None else self.minute(since)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a live twin saw before ``minute`` (:meth:`LiveTwin.observed`).
+
+    Attributes:
+        minute: the twin's minute the view is taken at (exclusive).
+        misses: per sector (every sector of the scenario), the minutes of its SLA
+            misses, in order.
+        arrivals: per item class (every class), the minutes its items entered the
+            operation, in order.
+    """
+
+    minute: float
+    misses: dict[str, list[float]]
+    arrivals: dict[str, list[float]]
+
+    def count(self, what: str, key: str | None = None, since: float = -math.inf) -> int:
+        """How many ``misses`` or ``arrivals`` (of one sector or class, or all) at or
+        after ``since``.
+
+        Raises:
+            KeyError: ``key`` is not a sector (class) of the scenario.
+        """
+        table: dict[str, list[float]] = getattr(self, what)
+        if key is not None and key not in table:
+            raise KeyError(f"unknown {'sector' if what == 'misses' else 'item class'} {key!r}")
+        lists = table.values() if key is None else [table[key]]
+        return sum(len(m) - bisect_left(m, since) for m in lists)
 
 
 def _schema_reason(err: ValidationError) -> str:
