@@ -63,6 +63,7 @@ from twin.features import featurizer
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
 from twin.spaces import ACTION_FIELDS, PRIORITIES
+from twin.wallclock import clock
 
 #: Defaults of a recommendation's predicted impact (the server's, unless configured).
 IMPACT_SAMPLES = 8  # rollouts per arm
@@ -446,11 +447,6 @@ def _effect(impact: Impact, certainty: Certainty | None) -> str:
     return f"{head} over the next {impact.horizon_minutes:g} min{more}"
 
 
-def _clock(minute: float) -> str:
-    m = round(minute) % 1440
-    return f"{m // 60:02d}:{m % 60:02d}"
-
-
 def rank(
     scenario: Scenario,
     snapshot: OperationSnapshot,
@@ -529,7 +525,7 @@ def rank(
     misses = top.impact.misses_without
     change = top.change[0].lower() + top.change[1:]
     if misses >= 0.5:
-        by = _clock(snapshot.minute + top.impact.horizon_minutes)
+        by = clock(snapshot.minute + top.impact.horizon_minutes, days=False)
         lead = f"{show[focus]} will miss about {math.floor(misses + 0.5)} items by {by}: "
     else:
         now = situation(scenario, snapshot, focus)

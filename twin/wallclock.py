@@ -133,3 +133,10 @@ def format_timestamp(minute: float, zero: datetime) -> str:
         main, offset = stamp[:19], stamp[19:]
         return f"{main}.{digits_text}{offset}"
     return f"{stamp}.{digits_text}"
+
+
+def clock(minute: float, *, days: bool = True) -> str:
+    """``HH:MM`` of the twin's ``minute``, rounded to the minute; ``day N HH:MM`` after the
+    first day (``days=False``: the time of day only)."""
+    day, m = divmod(round(minute), 24 * 60)
+    return (f"day {day} " if day and days else "") + f"{m // 60:02d}:{m % 60:02d}"

@@ -16,7 +16,8 @@ from rich.text import Text
 # this order).
 # isort: off
 from experiments.cli import run, baselines, bench, policy, calibrate, dashboard, train  # noqa: F401
-from experiments.cli import feedback  # noqa: F401
+from experiments.cli import feedback, alerts  # noqa: F401
+from experiments.cli import replay  # noqa: F401
 
 # isort: on
 from experiments.cli.app import app

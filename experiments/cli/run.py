@@ -15,6 +15,7 @@ from experiments.cli.console import console, err_console, say, user_errors, warn
 from experiments.cli.options import ScenarioOpt, SeedOpt
 from experiments.cli.tables import comparison_table, kpi_table
 from experiments.paths import check_output_dir, user_path
+from twin.wallclock import clock
 
 if TYPE_CHECKING:
     from twin.reality import Reality
@@ -39,11 +40,6 @@ def scenarios() -> None:
 # --------------------------------------------------------------------------- simulate
 
 
-def _clock(minute: int) -> str:
-    day, m = divmod(int(minute), 24 * 60)
-    return (f"day {day} " if day else "") + f"{m // 60:02d}:{m % 60:02d}"
-
-
 def reality_lines(reality: Reality, scenario: Scenario) -> list[str]:
     """What a seed realized beyond the plan, in a floor manager's words (one line each)."""
     lines: list[str] = []
@@ -58,14 +54,14 @@ def reality_lines(reality: Reality, scenario: Scenario) -> list[str]:
             sg.item_class or "all classes"
         )
     for (a, b, mult), classes in seen.items():
-        lines.append(f"unplanned surge {_clock(a)}-{_clock(b)}: x{mult:.2f} {', '.join(classes)}")
+        lines.append(f"unplanned surge {clock(a)}-{clock(b)}: x{mult:.2f} {', '.join(classes)}")
     for ab in reality.absences:
         lines.append(f"unplanned absence, day {ab.day}: {ab.sector} +{ab.rate:.0%}")
     for o in reality.outages:
         end = o.start_minute + o.duration_minutes
         lines.append(
             f"unplanned outage: {o.sector} {o.stations} stations "
-            f"{_clock(o.start_minute)}-{_clock(end)}"
+            f"{clock(o.start_minute)}-{clock(end)}"
         )
     return lines or ["nothing: reality followed the plan"]
 
