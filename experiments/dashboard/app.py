@@ -32,7 +32,6 @@ from html import escape
 from typing import Any
 
 import solara
-from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from mesa.visualization import Slider, SolaraViz, make_plot_component, solara_viz
 from mesa.visualization.utils import update_counter
@@ -49,7 +48,9 @@ from experiments.dashboard.session import (
     clock,
     staffing,
 )
+from experiments.dashboard.tabs import tabbed_view
 from experiments.dashboard.whatif import NO_BREAKDOWN, breakdown_sectors
+from experiments.dashboard.widgets import figure, html_block, table
 from policies.advice import Advice as AdviceAnswer
 from policies.impact import Forecast
 from twin.scenario import Scenario, ScenarioError, builtin_names, load_scenario
@@ -144,27 +145,6 @@ def _queue_post_process(ax: Any) -> None:
     ax.set_xlabel("time")
 
 
-def _figure(width: float = 6.4, height: float = 3.6) -> Figure:
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _html(body: str, css_class: str, style: str = "") -> None:
-    """A block of HTML (Markdown would load a math renderer from a CDN the server may not reach)."""
-    solara.HTML(tag="div", unsafe_innerHTML=body, classes=[css_class], style=style)
-
-
-_TABLE = "border-collapse:collapse;font-size:14px;width:100%"
-_CELL = "padding:3px 8px;border-bottom:1px solid #e0e0e0;text-align:right"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f'<th style="{_CELL}">{escape(h)}</th>' for h in head)
-    body = "".join(
-        "<tr>" + "".join(f'<td style="{_CELL}">{c}</td>' for c in row) + "</tr>" for row in rows
-    )
-    return f'<table style="{_TABLE}"><tr>{th}</tr>{body}</table>'
-
-
 @solara.component
 def Status(model: PlannerTwin):
     """Clock, step, settings in force, and the headline KPIs of A and B."""
@@ -192,12 +172,12 @@ def Status(model: PlannerTwin):
     done = (
         "" if model.running else "<p><b>The horizon is reached:</b> press Reset to run again.</p>"
     )
-    _html(
+    html_block(
         f'<div class="synctwin-clock" style="font-size:30px;font-weight:500">'
         f"{clock(model.minute)}</div>"
         f'<div class="synctwin-step" style="color:#555;margin-bottom:8px">Step {model.steps} '
         f"({STEP_MINUTES} min each) · {escape(model.describe())}</div>"
-        f"{_table(head, rows)}{done}",
+        f"{table(head, rows)}{done}",
         "synctwin-status",
     )
 
@@ -218,7 +198,7 @@ def SectorBoard(model: PlannerTwin):
         later.append(sum(buckets[3:]))
     staff = staffing(snap)
     kpis = model.a.kpis().sectors
-    fig = _figure(6.4, 3.8)
+    fig = figure(6.4, 3.8)
     ax_q, ax_s = fig.subplots(1, 2, sharey=True)
     y = range(len(names))
     ax_q.barh(y, overdue, color=OVERDUE, label="overdue")
@@ -273,7 +253,7 @@ def Advice(model: PlannerTwin):
         f"at {clock(model.minute)}</div>"
     )
     if error is not None or answer is None:
-        _html(head + f'<p style="color:#c62828">{escape(error or "")}</p>', "synctwin-advice")
+        html_block(head + f'<p style="color:#c62828">{escape(error or "")}</p>', "synctwin-advice")
         return
     color = {"act": "#e65100", "hold": "#2e7d32", "unranked": "#555"}[answer.status]
     body = [
@@ -302,7 +282,7 @@ def Advice(model: PlannerTwin):
             f"Not recommended ({len(answer.declined)})</summary>"
             f'<ul style="padding-left:18px;margin:0">{rows}</ul></details>'
         )
-    _html(head + "".join(body), "synctwin-advice", style="height:100%;overflow-y:auto")
+    html_block(head + "".join(body), "synctwin-advice", style="height:100%;overflow-y:auto")
 
 
 def _advice(model: PlannerTwin) -> tuple[AdviceAnswer | None, str | None]:
@@ -330,7 +310,7 @@ def Risk(model: PlannerTwin):
         f"Forecast from {clock(model.risk_key * RISK_EVERY_MINUTES)}.</div>"
     )
     if fc is None:
-        _html(head + f'<p style="color:#c62828">{escape(error or "")}</p>', "synctwin-risk")
+        html_block(head + f'<p style="color:#c62828">{escape(error or "")}</p>', "synctwin-risk")
         return
     hours = [h.hours for h in fc.no_action]
     cols = ["Sector", *(f"next {h:g} h" for h in hours)]
@@ -348,7 +328,7 @@ def Risk(model: PlannerTwin):
                 f'<span style="color:#555">[{p.expected_misses.mean:.0f}]</span>'
             )
         rows.append(cells)
-    _html(head + _table(cols, rows), "synctwin-risk", style="height:100%;overflow-y:auto")
+    html_block(head + table(cols, rows), "synctwin-risk", style="height:100%;overflow-y:auto")
 
 
 def _risk(model: PlannerTwin) -> tuple[Forecast | None, str | None]:
@@ -367,7 +347,7 @@ def Accumulating(model: PlannerTwin):
     if model.a is None:
         return
     df = model.datacollector.get_model_vars_dataframe()
-    fig = _figure(6.4, 4.0)
+    fig = figure(6.4, 4.0)
     axes = fig.subplots(2, 2, sharex=True).ravel()
     panels = [
         ("sla_misses", "SLA misses (cumulative)"),
@@ -401,10 +381,10 @@ def SideBySide(model: PlannerTwin):
         fmt = "{:.1%}" if label in ("SLA attainment", "Utilisation") else "{:,.1f}"
         rows.append([f"<b>{label}</b>", fmt.format(a), fmt.format(b), fmt.format(b - a)])
     head = ["KPI", f"A: {model.a.strategy}", f"B: {model.b.strategy}", "B − A"]
-    _html(
+    html_block(
         f'<div style="font-size:18px;font-weight:500">Side by side at {clock(model.minute)}</div>'
         f'<div style="color:#555;margin-bottom:6px">Same seed, same what-if: '
-        f"{escape(model.describe())}</div>{_table(head, rows)}",
+        f"{escape(model.describe())}</div>{table(head, rows)}",
         "synctwin-side-by-side",
     )
 
@@ -417,7 +397,7 @@ def SectorComparison(model: PlannerTwin):
         return
     ka, kb = model.a.kpis().sectors, model.b.kpis().sectors
     names = [s.display for s in model.scenario.sectors]
-    fig = _figure(6.4, 3.4)
+    fig = figure(6.4, 3.4)
     ax_m, ax_o = fig.subplots(1, 2)
     x = list(range(len(names)))
     w = 0.4
@@ -458,42 +438,9 @@ def components(scenario: Scenario) -> list[tuple[Any, int]]:
 PAGE_NAMES: dict[int, str] = {0: "Live", 1: "Side by side"}
 
 
-@solara.component
-def NamedComponentsView(components: list[tuple[Any, int]], model: PlannerTwin):
-    """Mesa's ``ComponentsView`` with named tabs (:data:`PAGE_NAMES`) instead of "Page N".
-
-    The same pages, grid layouts and lazy rendering of the current tab as Mesa's view,
-    whose tab labels are fixed; SolaraViz looks the view up in its module at render time,
-    so :func:`Page` installs this one there.
-    """
-    pages: dict[int, list[Any]] = {}
-    for component, page in components:
-        pages.setdefault(page, []).append(solara_viz._wrap_component(component))
-    order = sorted(pages)
-    tab, set_tab = solara.use_state(0)
-    layouts, set_layouts = solara.use_state(
-        {p: solara_viz.make_initial_grid_layout(len(c)) for p, c in pages.items()}
-    )
-    with solara.v.Tabs(v_model=tab, on_v_model=set_tab):
-        for page in order:
-            solara.v.Tab(children=[PAGE_NAMES.get(page, f"Page {page}")])
-    with solara.v.TabsItems(v_model=tab):
-        for i, page in enumerate(order):
-            with solara.v.TabItem():
-                if i == tab:
-
-                    def on_layout(new: Any, page: int = page) -> None:
-                        set_layouts(lambda old: {**old, page: new})
-
-                    solara.GridDraggable(
-                        items=[c(model) for c in pages[page]],
-                        grid_layout=layouts.get(
-                            page, solara_viz.make_initial_grid_layout(len(pages[page]))
-                        ),
-                        resizable=True,
-                        draggable=True,
-                        on_grid_layout=on_layout,
-                    )
+#: Mesa's ComponentsView with these tab names (SolaraViz looks it up at render time, so
+#: :func:`Page` installs it in Mesa's module).
+NamedComponentsView = tabbed_view(PAGE_NAMES)
 
 
 def _load(name: str) -> tuple[Scenario | None, str | None]:
@@ -519,7 +466,7 @@ def Page():
     )
     with solara.Sidebar(), solara.Card("Operation", classes=["synctwin-operation"]):
         solara.Select("Scenario", values=choices, value=scenario_name)
-        _html(
+        html_block(
             "Choose strategies and what-ifs below, then press <b>Reset</b> to apply them.",
             "synctwin-hint",
         )
