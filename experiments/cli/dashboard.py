@@ -1,9 +1,11 @@
 """``synctwin dashboard``: registered on the CLI's app on import.
 
-The page itself is a Solara app (:mod:`experiments.dashboard.app`); this command checks
-the options first (a wrong scenario or bundle fails here, with the CLI's usual
-message and exit code 2, rather than as an error inside the page), then runs
-Solara's server in a child process and prints the address to open.
+The page itself is a Solara app: the planner's (:mod:`experiments.dashboard.app`), or
+with ``--live URL --site NAME`` the live view of a site on a running server
+(:mod:`experiments.dashboard.live_app`). This command checks the options first (a
+wrong scenario or bundle, an unreachable server or an unknown site fails here, with the
+CLI's usual message and exit code 2, rather than as an error inside the page), then
+runs Solara's server in a child process and prints the address to open.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ from experiments.cli.console import fail, say, user_errors
 from experiments.paths import user_path
 
 DASHBOARD_APP = "experiments.dashboard.app"
+LIVE_APP = "experiments.dashboard.live_app"
 
 
-def solara_command(host: str, port: int) -> list[str]:
+def solara_command(host: str, port: int, page: str = DASHBOARD_APP) -> list[str]:
     """The command that serves the dashboard (production mode: no reloader, no browser)."""
     return [
         sys.executable,
         "-m",
         "solara",
         "run",
-        DASHBOARD_APP,
+        page,
         "--host",
         host,
         "--port",
@@ -72,11 +75,32 @@ def dashboard(
             callback=user_path,
         ),
     ] = None,
+    live: Annotated[
+        str | None,
+        typer.Option(help="watch a live site on this running server (http://HOST:PORT)"),
+    ] = None,
+    site: Annotated[str | None, typer.Option(help="the site to watch (with --live)")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="the server's X-API-Key (with --live)")
+    ] = None,
+    every: Annotated[
+        float | None,
+        typer.Option(min=1.0, max=3600.0, help="seconds between polls (with --live; default 10)"),
+    ] = None,
 ) -> None:
-    """The planner dashboard in the browser: steer a what-if twin live, compare two strategies."""
+    """The planner dashboard in the browser: steer a what-if twin live, compare two strategies.
+
+    With --live URL --site NAME: watch a live site instead (queues, staff, risks, alerts).
+    """
     from twin.scenario import load_scenario
 
     policies = list(policy or [])
+    if live is not None or site is not None:
+        if policies:
+            fail("--policy is for the planner dashboard; --live shows the server's own policy")
+        raise typer.Exit(_live(live, site, api_key, every, host, port))
+    if api_key is not None or every is not None:
+        fail("--api-key and --every need --live URL --site NAME")
     with user_errors():
         load_scenario(scenario)
         if policies:
@@ -90,6 +114,46 @@ def dashboard(
     raise typer.Exit(
         serve_until_stopped(solara_command(host, port), dashboard_env(scenario, policies))
     )
+
+
+def _live(
+    url: str | None, site: str | None, api_key: str | None, every: float | None, host: str,
+    port: int,
+) -> int:  # fmt: skip
+    """Check the server and the site (one poll of its state), then serve the live page."""
+    from experiments.dashboard.live_site import (
+        DEFAULT_EVERY_SECONDS,
+        ENV_LIVE_API_KEY,
+        ENV_LIVE_EVERY,
+        ENV_LIVE_SITE,
+        ENV_LIVE_URL,
+    )
+    from experiments.dashboard.site_client import SiteClient, SiteClientError
+
+    if url is None:
+        fail("--site needs --live URL (the server the site runs on)")
+    if site is None:
+        fail("--live needs --site NAME (the site's name on that server)")
+    try:
+        with SiteClient(url, site, api_key=api_key, timeout=10.0) as client:
+            snapshot = client.state()
+            base = client.url
+    except SiteClientError as err:
+        fail(str(err))
+    if importlib.util.find_spec("solara") is None:
+        fail("the dashboard needs the viz extra: pip install -c constraints.txt -e '.[viz]'")
+    env = {
+        **os.environ,
+        ENV_LIVE_URL: base,
+        ENV_LIVE_SITE: site,
+        ENV_LIVE_API_KEY: api_key or "",
+        ENV_LIVE_EVERY: str(every or DEFAULT_EVERY_SECONDS),
+    }
+    say(
+        f"SyncTwin live dashboard of site {site} ({snapshot.scenario}) on http://{host}:{port}/ "
+        "(Ctrl+C stops it)"
+    )
+    return serve_until_stopped(solara_command(host, port, LIVE_APP), env)
 
 
 def serve_until_stopped(cmd: list[str], env: dict[str, str]) -> int:
