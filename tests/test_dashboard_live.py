@@ -21,7 +21,7 @@ import httpx
 import pytest
 from conftest import CLI
 from conftest import run as run_cli
-from test_dashboard import ARTIFACTS, _until, _wait_http, browser  # noqa: F401  (a fixture)
+from test_dashboard import ARTIFACTS, _chart_images, _until, _wait_http, browser  # noqa: F401  (a fixture)
 from test_server import free_port
 from test_sites import Server, start, stop, workdir
 
@@ -298,3 +298,5 @@ def test_the_live_page_shows_the_sites_queues_risk_and_alerts(
     ARTIFACTS.mkdir(exist_ok=True)
     time.sleep(1)
     d.save_screenshot(str(ARTIFACTS / "dashboard-live.png"))  # the README's docs/dashboard-live.png
+    d.find_element("xpath", "//div[contains(@class,'v-tab') and normalize-space()='Trend']").click()
+    _until(lambda: len(_chart_images(d)) == 2, "the queue and risk charts on the Trend tab")

@@ -281,6 +281,7 @@ def _trend_axis(model: LiveSite, title: str, ylabel: str) -> Any:
             )
         )
         ax.set_title(title, fontsize=10)
+        ax.set_xlabel("site clock (one point per new state)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
 
