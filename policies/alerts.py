@@ -200,7 +200,7 @@ def risk_message(scenario: Scenario, risk: Risk, prevention: str | None = None) 
     pct = f"{risk.probability:.0%}"
     if risk.kind == "sla_misses":
         n = max(1, round(risk.expected))
-        what = f"{name} is likely to miss about {n} due time{'s' if n != 1 else ''}"
+        what = f"{name} is likely to miss the due time of about {n} item{'s' if n != 1 else ''}"
     else:
         what = f"{name} is likely to need about {risk.expected:.1f} overtime hours"
     text = (
@@ -242,3 +242,36 @@ class AlertBook:
             done.append(replace(a, outcome=Outcome(seen >= floor, seen, minute)))
             del self.open[key]
         return done
+
+
+class GridHistory:
+    """Workers seen in overtime per sector at each assessed state: the floor's overtime
+    between two minutes, for the outcome of an overtime alert.
+
+    A live state tells who is in overtime now, not the hours worked; each state on the
+    grid stands for the ``step_minutes`` after it (count x step), which is exact at the
+    grid's resolution and coarse within it.
+    """
+
+    def __init__(self, step_minutes: float, keep: int = 1_000) -> None:
+        self.step_minutes = step_minutes
+        self.keep = keep
+        self.minutes: list[float] = []
+        self.counts: list[dict[str, int]] = []
+
+    def add(self, snapshot: OperationSnapshot) -> None:
+        counts: dict[str, int] = {}
+        for g in snapshot.workers:
+            if g.state == "overtime" and g.sector is not None:
+                counts[g.sector] = counts.get(g.sector, 0) + g.count
+        self.minutes.append(snapshot.minute)
+        self.counts.append(counts)
+        if len(self.minutes) > self.keep:
+            del self.minutes[0], self.counts[0]
+
+    def overtime_hours(self, sector: str, t0: float, t1: float) -> float:
+        """Overtime worker-hours seen in ``sector`` on the grid in ``[t0, t1)``."""
+        n = sum(
+            c.get(sector, 0) for m, c in zip(self.minutes, self.counts, strict=True) if t0 <= m < t1
+        )
+        return n * self.step_minutes / 60.0

@@ -348,6 +348,11 @@ class ForecastOut(_Out):
     seed: int
     sectors: list[SectorForecast]
     total: SectorForecast
+    demand_factors: dict[str, float] | None = Field(
+        None,
+        description="per item class, the factor on the plan's arrival rates the rollouts "
+        "ran: the demand a live site observed (twin.adaptive); null: the plan",
+    )
 
 
 class PolicyInfo(_Out):
@@ -404,6 +409,11 @@ class SiteForecastRequest(ForecastRequest):
         None, description="not sent: the site's live state answers"
     )
     at: str | None = Field(None, description="the state at this timestamp (default: latest)")
+    adaptive: bool = Field(
+        True,
+        description="roll out the demand the site's arrivals so far show, per item class, "
+        "shrunk toward the plan (twin.adaptive); false: the plan's demand",
+    )
 
 
 class RejectedEventOut(_Out):
@@ -426,3 +436,36 @@ class SiteEventsOut(_Out):
         description="refused events, with why (including earlier ones refused when applied now)"
     )
     stored_seq: int = Field(description="the last stored event this answer reflects")
+
+
+class AlertOutcomeOut(_Out):
+    """What came of an alert, once its ``by`` plus the grace period has passed."""
+
+    happened: bool = Field(description="the risk came true (false with no action: a false alert)")
+    observed: float = Field(description="SLA misses seen in the sector (or overtime hours)")
+    checked_minute: float
+    checked_at: str = Field(description="when the outcome was checked (site clock)")
+
+
+class AlertOut(_Out):
+    """A risk forming at a live site (``policies/alerts.py``), as stored and streamed."""
+
+    seq: int = Field(description="its place in the site's alerts (SSE id; resume after it)")
+    id: str
+    site: str
+    raised_at: str = Field(description="site clock when the risk was assessed")
+    minute: float
+    sector: str
+    risk: Literal["sla_misses", "overtime"]
+    by: str = Field(description="the risk is forecast to have happened by then")
+    by_minute: float
+    hours: float = Field(description="from raised_at to by")
+    probability: float = Field(description="forecast probability that it happens by `by`")
+    expected: float = Field(description="expected SLA misses (or overtime hours) by `by`")
+    expected_cost: float = Field(description="expected cost of it, in the scenario's units")
+    message: str = Field(description="the alert in words, with the prevention")
+    prevention: dict[str, Any] | None = Field(
+        description="the served policy's advice at that state: recommendation_id, status, "
+        "headline, change, cost_saved (null if it could not be computed)"
+    )
+    outcome: AlertOutcomeOut | None = Field(description="null until known")

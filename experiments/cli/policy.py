@@ -85,6 +85,14 @@ def serve(
             callback=user_path,
         ),
     ] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(help="URL that each site's alerts and their outcomes are POSTed to"),
+    ] = None,
+    alert_probability: Annotated[
+        float | None,
+        typer.Option(help="alert when a risk's forecast probability reaches this [default: 0.6]"),
+    ] = None,
     ray: Annotated[bool, typer.Option("--ray", help="serve with Ray Serve (scale-out)")] = False,
     replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas")] = 1,
 ) -> None:
@@ -99,6 +107,7 @@ def serve(
 
     given: dict[str, object] = {"policy": policy, "host": host, "port": port, "workers": workers}
     given |= {"api_key": api_key, "admin_key": admin_key, "log": log, "store": store}
+    given |= {"webhook": webhook, "alert_probability": alert_probability}
     with user_errors():
         given["sites"] = _site_specs(site or [], sites) or None
         settings = Settings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]

@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from policies.alerts import Alert, AlertBook, AlertRules, Risk, RiskKind, alert_id, assess
+from policies.alerts import (
+    Alert,
+    AlertBook,
+    AlertRules,
+    GridHistory,
+    Risk,
+    RiskKind,
+    alert_id,
+    assess,
+)
 from twin.actions import Controller
 from twin.eventlog import EventLog, log_start
 from twin.floor_events import records
@@ -36,7 +45,6 @@ from twin.live_twin import LiveTwin
 from twin.model import OperationModel
 from twin.runner import simulate
 from twin.scenario import Scenario
-from twin.snapshot import OperationSnapshot
 
 #: the lead the issue asks for: an alert at least this long before the first miss
 LEAD_GOAL_MINUTES = 30.0
@@ -93,16 +101,6 @@ class _MissTrace:
         return None
 
 
-def _overtime_hours(snaps: Sequence[OperationSnapshot], sector: str, step: float) -> list[float]:
-    """Worker-hours seen in overtime in ``sector`` per grid snapshot (count x step)."""
-    return [
-        sum(g.count for g in s.workers if g.sector == sector and g.state == "overtime")
-        * step
-        / 60.0
-        for s in snaps
-    ]
-
-
 def replay_seed(
     scenario: Scenario,
     floor: Controller,
@@ -121,15 +119,13 @@ def replay_seed(
     step = float(scenario.decision_interval_minutes)
     book = AlertBook(rules)
     out = SeedResult(seed)
-    grid: list[float] = []
-    snaps: list[OperationSnapshot] = []
+    history = GridHistory(step)
     sectors = scenario.sector_names
 
     def observed(sector: str, kind: RiskKind, t0: float, t1: float) -> float:
         if kind == "sla_misses":
             return trace.misses(sectors.index(sector), t0, t1)
-        seen = _overtime_hours(snaps, sector, step)
-        return sum(h for g, h in zip(grid, seen, strict=True) if t0 <= g < t1)
+        return history.overtime_hours(sector, t0, t1)
 
     i = 0
     g = step
@@ -138,8 +134,7 @@ def replay_seed(
         live.ingest(events[i:j])
         i = j
         snap = live.snapshot(g)
-        grid.append(g)
-        snaps.append(snap)
+        history.add(snap)
         out.alerts.extend(book.close_due(g, observed))
         for risk in book.new(assess(scenario, snap, rules)):
             book.opened(Alert(alert_id(site, risk), site, risk, message=""))

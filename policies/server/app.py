@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 
 from policies.decision_log import DecisionLog
+from policies.server.alerting import SiteAlerts
 from policies.server.config import Settings
 from policies.server.deps import API_KEY_HEADER
 from policies.server.errors import add_exception_handlers
 from policies.server.metrics import Metrics
 from policies.server.middleware import ServingMiddleware
 from policies.server.openapi import add_examples
+from policies.server.routes import alerts as alert_routes
 from policies.server.routes import feedback, forecast, health, policy, recommend, sites
 from policies.server.sites import Sites
 from policies.server.state import PolicyHolder, ReloadWatcher, Served, ServerState, load_served
@@ -54,6 +56,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     state.metrics.set_policy(served)
     # each site's twin is rebuilt from its stored events before the server is ready
     live_sites = Sites(settings.sites, served.scenario, state.decisions.store)
+    alerts = SiteAlerts(state, live_sites) if settings.sites and settings.alerts else None
     if settings.reload_state_file is not None:
         state.watcher = ReloadWatcher(state, settings.reload_state_file)
 
@@ -71,6 +74,8 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
         state.ready = True
         yield
         state.ready = False
+        if alerts is not None:
+            alerts.close()
         state.close_pool()
         if state.watcher is not None:
             state.watcher.stop_event.set()
@@ -91,6 +96,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     )
     app.state.synctwin = state
     app.state.sites = live_sites
+    app.state.alerts = alerts
     app.add_middleware(ServingMiddleware, state=state)
     add_exception_handlers(app)
     app.add_exception_handler(StoreError, store_unavailable)  # type: ignore[arg-type]
@@ -102,6 +108,7 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
     app.include_router(feedback.router)
     if settings.sites:  # a server without sites documents no site routes
         app.include_router(sites.router)
+        app.include_router(alert_routes.router)
     return app
 
 

@@ -128,6 +128,20 @@ class Settings(BaseSettings):
     max_site_batch: int = Field(
         MAX_SITE_BATCH, ge=1, description="most events in one POST /v1/sites/{site}/events"
     )
+    alerts: bool = Field(True, description="raise risk alerts on live sites (policies/alerts.py)")
+    alert_probability: float = Field(
+        0.6, gt=0, le=1, description="forecast probability at which a forming risk is alerted"
+    )
+    alert_min_misses: int = Field(3, ge=1, description="SLA misses in a sector that are a risk")
+    alert_samples: int = Field(8, ge=1, description="rollouts per alert assessment")
+    alert_horizon_hours: float = Field(3.0, gt=0, le=24, description="how far alerts look ahead")
+    webhook: str | None = Field(
+        None, pattern=r"^https?://", description="URL that alerts and outcomes are POSTed to"
+    )
+    webhook_attempts: int = Field(5, ge=1, description="tries per webhook post")
+    webhook_backoff_seconds: float = Field(
+        0.5, gt=0, description="wait before the 2nd try; doubles after each failed try"
+    )
 
     @field_validator("store")
     @classmethod

@@ -121,6 +121,25 @@ class Metrics:
             ["site", "kind"],
             registry=r,
         )
+        self.alerts = Counter(
+            "synctwin_alerts",
+            "alerts raised on live sites, by sector and risk (sla_misses, overtime)",
+            ["site", "sector", "risk"],
+            registry=r,
+        )
+        self.alert_outcomes = Counter(
+            "synctwin_alert_outcomes",
+            "alerts closed with their outcome (happened: the risk came true; "
+            "not_happened: it did not, a false alert unless the floor acted)",
+            ["site", "risk", "outcome"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "synctwin_webhook_deliveries",
+            "webhook posts by result (delivered, retried, failed: gave up)",
+            ["result"],
+            registry=r,
+        )
 
     def remember_advice(self, recommendation_id: str, kind: str) -> None:
         """Remember a recommendation's kind of advice, for its feedback."""

@@ -20,8 +20,9 @@ again, the same way, on every replay. Its id stays taken: a corrected event need
 from __future__ import annotations
 
 import json
+import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 
 from policies.server.config import SiteSpec
 from policies.store import Store, pages
+from twin.adaptive import DemandEstimator
 from twin.eventlog import log_start
 from twin.floor_events import FLOOR_EVENT
 from twin.live_twin import LiveTwin
@@ -42,6 +44,10 @@ from twin.snapshot import OperationSnapshot
 #: when applied).
 RejectKind = Literal["schema", "scenario", "late", "state"]
 REJECT_KINDS: tuple[RejectKind, ...] = ("schema", "scenario", "late", "state")
+
+
+#: ``on_grid(site, minute, state)``: a site's state at a point of the decision grid
+GridWatcher = Callable[["Site", float, OperationSnapshot], None]
 
 
 class SiteError(ValueError):
@@ -123,6 +129,22 @@ class Site:
         self.twin = LiveTwin(scenario, self.start)
         self.last_seq = 0
         self.lock = threading.Lock()
+        self._on_grid: GridWatcher | None = None
+        self.next_grid = math.inf  # the next grid point to hand to ``_on_grid``
+
+    def watch_grid(self, on_grid: GridWatcher) -> None:
+        """Call ``on_grid(site, minute, state)`` at every later point of the decision grid
+        the events pass, with the state at that minute (stored history is not revisited).
+
+        The state at grid point ``g`` is final once the reorder watermark passes ``g`` (no
+        event before ``g`` can be accepted any more). The watermark moves only when an
+        event later than all before it arrives, so the state is taken just before that
+        event is ingested: everything before ``g`` is applied or buffered, nothing after.
+        """
+        step = float(self.scenario.decision_interval_minutes)
+        with self.lock:
+            self._on_grid = on_grid
+            self.next_grid = (math.floor(self.latest_minute() / step) + 1) * step
 
     def catch_up(self) -> list[Refusal]:
         """Apply the stored events after ``last_seq``, in order; the refusals on the way."""
@@ -135,8 +157,26 @@ class Site:
                 self.last_seq = row.seq
         return out
 
+    def _pass_grid(self, raw: Any) -> None:
+        """Hand ``_on_grid`` the state at each grid point ``raw``'s arrival will finalise."""
+        try:
+            minute = self.twin.minute(raw["timestamp"])
+        except (KeyError, TypeError, ValueError):
+            return  # the twin refuses it, and the watermark does not move
+        step = float(self.scenario.decision_interval_minutes)
+        while self.next_grid < minute - self.twin.tolerance_minutes and self._on_grid is not None:
+            try:
+                state = self.twin.snapshot(self.next_grid)
+            except ValueError:  # not after the last applied event: nothing to hand on
+                state = None
+            if state is not None:
+                self._on_grid(self, self.next_grid, state)
+            self.next_grid += step
+
     def _apply(self, raw: Any, out: list[Refusal]) -> None:
         """Ingest one event, naming the kind of each refusal from where it happened."""
+        if self._on_grid is not None:
+            self._pass_grid(raw)
         result = self.twin.ingest([raw])
         for rid, reason in result.rejected:
             if result.accepted == 0 and rid == raw.get("id"):  # refused on the way in
@@ -187,6 +227,22 @@ class Site:
         self.catch_up()
         with self.lock:
             return self.twin.snapshot(self.latest_minute() if at is None else at)
+
+    def demand_factors(self, at: str | None = None) -> dict[str, float]:
+        """Per item class, the factor on the plan's arrival rates that the site's arrivals
+        before ``at`` (default: the latest event's time) show (:mod:`twin.adaptive`).
+
+        Raises:
+            ValueError: ``at`` is not a timestamp.
+        """
+        self.catch_up()
+        with self.lock:
+            now = self.latest_minute() if at is None else self.twin.minute(at)
+            seen = self.twin.observed(now)
+        belief = DemandEstimator().belief(
+            self.scenario, seen.arrivals, now, since=self.twin.start_minute
+        )
+        return belief.as_dict()
 
 
 class Sites:

@@ -128,6 +128,26 @@ def _recommend(
     gone: Callable[[], bool] | None = None,
 ) -> Response:
     """The work of ``POST /v1/recommend`` (see the route): check, advise, shape, record."""
+    _, body_json = advise_and_record(served, state, snap, options, prefix, detail, gone)
+    return Response(
+        content=body_json, media_type="application/json", headers={VERSION_HEADER: served.version}
+    )
+
+
+def advise_and_record(
+    served: Served,
+    state: ServerState,
+    snap: OperationSnapshot,
+    options: AdviceOptions,
+    prefix: list[str | int],
+    detail: bool = True,
+    gone: Callable[[], bool] | None = None,
+) -> tuple[Recommendation, str]:
+    """Check, advise, count and store one recommendation; it and its JSON body.
+
+    The one pipeline of ``POST /v1/recommend``, the site routes and the preventions of
+    alerts (:mod:`policies.server.alerting`).
+    """
     check_snapshot(served, snap, state.settings, prefix)
     if options.impact:
         check_rollout_cost(
@@ -165,6 +185,4 @@ def _recommend(
     state.decisions.record(
         rec.recommendation_id, served.ref.model_dump(), snap.model_dump_json(), body_json
     )
-    return Response(
-        content=body_json, media_type="application/json", headers={VERSION_HEADER: served.version}
-    )
+    return rec, body_json
