@@ -113,6 +113,7 @@ def test_alerts_are_the_routes_list_or_none_without_the_route(
     else:
         assert alerts is not None
         assert [a.id for a in alerts] == [a["id"] for a in direct.json()]
+        assert client.alerts(page_size=2) == alerts  # read page by page, nothing lost
 
 
 @pytest.mark.parametrize(

@@ -195,11 +195,25 @@ class SiteClient:
         except (ValueError, ValidationError) as err:
             raise SiteClientError(f"forecast of site {self.site!r} does not parse: {err}") from None
 
-    def alerts(self, limit: int | None = None) -> list[SiteAlert] | None:
-        """The site's alerts, oldest first; ``None`` if the server has no alerts route."""
-        params: dict[str, Any] = {"format": "json"}
-        if limit is not None:
-            params["limit"] = limit
+    def alerts(self, page_size: int = 1000) -> list[SiteAlert] | None:
+        """All the site's alerts, oldest first; ``None`` if the server has no alerts route.
+
+        The route answers a page at a time (``?after=SEQ&limit=N``), so this reads pages
+        until a short one: every poll sees every alert, and the outcomes of old ones.
+        """
+        out: list[SiteAlert] = []
+        after = 0
+        while True:
+            page = self._alerts_page(after, page_size)
+            if page is None:
+                return None
+            out += page
+            if len(page) < page_size:
+                return out
+            after = page[-1].seq
+
+    def _alerts_page(self, after: int, limit: int) -> list[SiteAlert] | None:
+        params: dict[str, Any] = {"format": "json", "after": after, "limit": limit}
         r = self._send(
             "GET", f"{self._base}/alerts", params=params, headers={"Accept": "application/json"}
         )
