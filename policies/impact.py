@@ -108,6 +108,7 @@ def rollout(
     *,
     checked: bool = False,
     interrupt: Callable[[], bool] | None = None,
+    demand_factors: Sequence[float] | None = None,
 ) -> Rollout:
     """Run a twin rebuilt from ``snapshot`` for ``minutes`` (or to the scenario's horizon).
 
@@ -124,12 +125,14 @@ def rollout(
         checked: the snapshot already passed :func:`twin.live.check_snapshot`.
         interrupt: asked after every tick; when it answers true the rollout stops
             with :class:`RolloutInterrupted` (a deadline passed, the client left).
+        demand_factors: per item class, a factor on the planned arrival rate (the
+            demand observed so far, :mod:`twin.adaptive`); ``None``: the plan's.
 
     Raises:
         twin.live.SnapshotError: (unless ``checked``) the snapshot does not fit the scenario.
         RolloutInterrupted: ``interrupt`` answered true.
     """
-    model = rollout_twin(scenario, snapshot, seed, checked=checked)
+    model = rollout_twin(scenario, snapshot, seed, checked=checked, demand_factors=demand_factors)
     try:
         return _run(model, minutes, actions, controller, checkpoints, interrupt)
     finally:
@@ -199,7 +202,8 @@ class RolloutJob:
 
     ``with_policy`` jobs are run with the question's policy as controller (a
     forecast's ``policy`` arm); the others keep the actions in force, after putting
-    ``actions`` in force at the start.
+    ``actions`` in force at the start. ``demand_factors`` (per item class) scale the
+    plan's arrival rates (:mod:`twin.adaptive`; ``None``: the plan).
     """
 
     seed: int
@@ -207,6 +211,7 @@ class RolloutJob:
     actions: Mapping[str, SectorAction] | None = None
     with_policy: bool = False
     checkpoints: tuple[float, ...] = ()
+    demand_factors: tuple[float, ...] | None = None
 
 
 #: Runs the rollouts of one question: ``runner(scenario, snapshot, jobs, policy)``
@@ -235,6 +240,7 @@ def run_job(
         checkpoints=job.checkpoints,
         checked=True,
         interrupt=interrupt,
+        demand_factors=job.demand_factors,
     )
 
 
@@ -471,12 +477,15 @@ def forecast(
     seed: int = 0,
     checked: bool = False,
     runner: Runner = run_here,
+    demand_factors: Sequence[float] | None = None,
 ) -> Forecast:
     """Risk of SLA misses and overtime ``hours`` ahead, under ``policy`` and under no action.
 
     The policy decides at the start and then on the scenario's decision grid
     (:func:`twin.rollout.run_for`). The snapshot is checked once, here (``checked=True``:
-    the caller already did).
+    the caller already did). ``demand_factors`` (per item class, scenario order) scale
+    the plan's arrival rates in every rollout: the demand a live site has observed
+    (:mod:`twin.adaptive`); ``None`` rolls out the plan.
 
     Raises:
         twin.live.SnapshotError: the snapshot does not fit the scenario.
@@ -486,8 +495,15 @@ def forecast(
     hours = sorted(set(hours))
     marks = [h * 60.0 for h in hours]
     longest = marks[-1]
+    factors = tuple(float(f) for f in demand_factors) if demand_factors is not None else None
     jobs = [
-        RolloutJob(seed=seed + i, minutes=longest, with_policy=w, checkpoints=tuple(marks))
+        RolloutJob(
+            seed=seed + i,
+            minutes=longest,
+            with_policy=w,
+            checkpoints=tuple(marks),
+            demand_factors=factors,
+        )
         for w in (True, False)
         for i in range(samples)
     ]

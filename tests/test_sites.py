@@ -269,7 +269,7 @@ def test_site_recommend_and_forecast_equal_the_plain_routes_on_its_state(
     assert a.pop("recommendation_id") != b.pop("recommendation_id")
     assert a == b
     fopts = {"hours": [1.0], "samples": 2}
-    site = server.post("/v1/sites/cal/forecast", json={**fopts, "at": at})
+    site = server.post("/v1/sites/cal/forecast", json={**fopts, "at": at, "adaptive": False})
     plain = server.post("/v1/forecast", json={**fopts, "snapshot": snap})
     assert site.status_code == plain.status_code == 200, site.text
     assert site.json() == plain.json()

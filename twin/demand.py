@@ -9,6 +9,8 @@ same seed gives every strategy the same arrivals (common random numbers).
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,7 +39,9 @@ class ArrivalStream:
     """Arrival times and classes, generated an hour at a time from its own generator.
 
     Rates are the plan's (:func:`rate_per_hour`) times what ``reality`` realizes beyond
-    it (forecast error, unplanned surges; :mod:`twin.reality`).
+    it (forecast error, unplanned surges; :mod:`twin.reality`), times a per-class demand
+    factor if one was set (:meth:`set_factors`: what a rollout believes from the
+    arrivals observed so far, :mod:`twin.adaptive`).
     """
 
     def __init__(
@@ -62,10 +66,29 @@ class ArrivalStream:
         self.classes: list[int] = []
         self.i = 0
         self.hour_end = float(start_minute)  # arrivals are known up to here
+        self._factors: tuple[float, ...] | None = None
+
+    def set_factors(self, factors: Sequence[float]) -> None:
+        """Scale each class's rate by ``factors`` (scenario order) from here on: the
+        arrivals not drawn yet (a twin rebuilt from a snapshot has drawn none).
+
+        Raises:
+            ValueError: not one finite factor >= 0 per item class.
+        """
+        values = tuple(float(f) for f in factors)
+        n = len(self._class_names)
+        if len(values) != n or not all(math.isfinite(f) and f >= 0 for f in values):
+            raise ValueError(
+                f"demand factors: expected {n} finite numbers >= 0 (one per item class: "
+                f"{', '.join(self._class_names)}), got {list(values)}"
+            )
+        self._factors = values
 
     def rate(self, cls: int, minute: float) -> float:
         """Realized arrivals per hour of class ``cls`` at absolute ``minute``."""
         planned = rate_per_hour(self._scenario, cls, minute)
+        if self._factors is not None:
+            planned *= self._factors[cls]
         if self._reality is PLAN:
             return planned
         return planned * self._reality.demand_factor(cls, self._class_names[cls], minute)

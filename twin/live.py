@@ -13,7 +13,7 @@ as in a pydantic error) and the problem (``msg``); the HTTP layer or CLI renders
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -251,6 +251,7 @@ def from_snapshot(
     *,
     record_every_minutes: int | None = 15,
     checked: bool = False,
+    demand_factors: Sequence[float] | None = None,
 ) -> M:
     """A twin that starts from a live state.
 
@@ -269,10 +270,13 @@ def from_snapshot(
         record_every_minutes: DataCollector period (``None``: never record).
         checked: ``snap`` already passed :func:`check_snapshot` against ``scenario``
             (the border checked it once; rollouts rebuilt from it skip the check).
+        demand_factors: per item class (scenario order), a factor on the rate of every
+            arrival from the snapshot on (:mod:`twin.adaptive`); ``None``: the plan's.
 
     Raises:
         SnapshotError: (unless ``checked``) the snapshot names unknown sectors, classes
             or shifts, or its counts contradict each other.
+        ValueError: ``demand_factors`` is not one finite factor >= 0 per class.
     """
     if not checked:
         check_snapshot(scenario, snap)
@@ -283,6 +287,8 @@ def from_snapshot(
         start_minute=snap.minute,
         _fresh=False,
     )
+    if demand_factors is not None:
+        m._arrivals.set_factors(demand_factors)
     now = snap.minute
     si, ki = m.sector_index, m.shift_index
     states = {st.name.lower(): st for st in WorkerState}

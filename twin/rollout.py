@@ -26,7 +26,7 @@ at most a few percent of a rollout: there is none; rebuild from the snapshot.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,6 +44,7 @@ def rollout_twin(
     seed: np.random.Generator | int,
     *,
     checked: bool = False,
+    demand_factors: Sequence[float] | None = None,
 ) -> OperationModel:
     """A twin rebuilt from ``snapshot`` for a rollout: seeded by ``seed``, never recording.
 
@@ -53,12 +54,20 @@ def rollout_twin(
         seed: the rollout's seed (arms compared with each other use the same one).
         checked: the snapshot already passed :func:`twin.live.check_snapshot` (check it
             once at the border, not once per sample and arm).
+        demand_factors: per item class, a factor on the planned arrival rate from the
+            snapshot on (what was observed so far says, :mod:`twin.adaptive`); ``None``
+            (and all ones) runs the plan.
 
     Raises:
         twin.live.SnapshotError: (unless ``checked``) the snapshot does not fit.
     """
     return OperationModel.from_snapshot(
-        scenario, snapshot, seed, record_every_minutes=None, checked=checked
+        scenario,
+        snapshot,
+        seed,
+        record_every_minutes=None,
+        checked=checked,
+        demand_factors=demand_factors,
     )
 
 

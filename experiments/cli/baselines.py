@@ -262,3 +262,117 @@ def experiment_silo(
     paths = write(result, out)
     sys.stdout.write((out / "silo.md").read_text())
     say("wrote " + ", ".join(str(p) for p in paths))
+
+
+@experiment_app.command("adaptive")
+def experiment_adaptive(
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario", "-s", help="scenario(s), comma-separated (default: plan-vs-reality)"
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(min=2, help="held-out seeds per scenario")] = 20,
+    first_seed: Annotated[int, typer.Option(min=0, help="the first of them")] = 0,
+    horizon_hours: Annotated[
+        float, typer.Option(min=0.25, max=12, help="how far ahead arrivals are predicted")
+    ] = 2.0,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="instead: score the estimator's grid on tuning seeds")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON", callback=user_path)] = Path(
+        "reports/experiment-adaptive.json"
+    ),
+) -> None:
+    """Adaptive planning: the next hours' arrivals predicted by the plan and by the demand
+    observed so far (twin.adaptive), against what the twin realized, on held-out seeds."""
+    from rich import box
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from experiments.cli.app import write_bench_json
+    from experiments.comparison import adaptive as exp
+    from twin.adaptive import DemandEstimator
+
+    names = split_list(scenario) if scenario else exp.plan_vs_reality()
+    seed_list = list(exp.TUNING_SEEDS) if tune else list(range(first_seed, first_seed + seeds))
+    overlap = sorted(set(seed_list) & set(exp.TUNING_SEEDS))
+    if overlap and not tune:
+        t = exp.TUNING_SEEDS
+        fail(
+            f"seeds {seed_list[0]}..{seed_list[-1]} overlap the tuning seeds "
+            f"{t.start}..{t.stop - 1}; evaluate on others (--first-seed)"
+        )
+    with user_errors():
+        check_output_file(out)
+        try:
+            scenarios = exp.check_scenarios(names)
+        except exp.AdaptiveError as err:
+            fail(str(err))
+    horizon = horizon_hours * 60.0
+    columns = (*Progress.get_default_columns()[:2], MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console) as bar:
+        task = bar.add_task("seeds", total=len(scenarios) * len(seed_list))
+        advance = lambda k: bar.advance(task, k)  # noqa: E731
+        if tune:
+            cands = exp.tune(scenarios, seed_list, horizon, progress=advance)
+        else:
+            est = DemandEstimator()
+            rows = exp.run_adaptive(scenarios, seed_list, est, horizon, progress=advance)
+    if tune:
+        result: dict = {
+            "experiment": "adaptive --tune",
+            "tuning_seeds": seed_list,
+            "horizon_minutes": horizon,
+            "candidates": [
+                {
+                    "prior_arrivals": c.prior_arrivals,
+                    "half_life_minutes": exp._finite(c.half_life_minutes),
+                    "relative_error": c.relative_error,
+                    "per_scenario": c.per_scenario,
+                }
+                for c in cands
+            ],
+        }
+        if write_bench_json(result, out, as_json):
+            return
+        grid = Table(title=f"tuning: relative error of the total, next {horizon_hours:g} h")
+        for col in ("prior arrivals", "half-life min", "mean", *(s.name for s in scenarios)):
+            grid.add_column(col, justify="right")
+        for c in cands[:10]:
+            grid.add_row(
+                f"{c.prior_arrivals:g}",
+                f"{c.half_life_minutes:g}",
+                f"{c.relative_error:.2%}",
+                *(f"{c.per_scenario[s.name]:.2%}" for s in scenarios),
+            )
+        console.print(grid)
+        say(f"wrote {out}")
+        return
+    result = exp.report(rows, est, seed_list, horizon)
+    if write_bench_json(result, out, as_json):
+        return
+    say(
+        f"arrivals in the next {horizon_hours:g} h, per decision of the working day: mean "
+        f"absolute error (and relative error) of the plan and of the adaptive forecast, "
+        f"{len(seed_list)} held-out seeds (from {seed_list[0]})"
+    )
+    for sc in scenarios:
+        table = Table(title=sc.name, box=box.SIMPLE)
+        for col in ("class", "realized", "plan", "rel", "adaptive", "rel", "adaptive - plan"):
+            table.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
+        for r in (r for r in rows if r.scenario == sc.name):
+            d = r.difference
+            table.add_row(
+                r.item_class,
+                f"{r.realized_mean:,.1f}",
+                f"{r.plan.mae.mean:,.1f}",
+                f"{r.plan.relative:.1%}",
+                f"{r.adaptive.mae.mean:,.1f}",
+                f"{r.adaptive.relative:.1%}",
+                f"{d.mean:+,.1f} [{d.low:+,.1f}, {d.high:+,.1f}]",
+                style="bold" if r.item_class == "total" else None,
+            )
+        console.print(table)
+    say(f"wrote {out}")

@@ -61,8 +61,13 @@ def _forecast(
     seed: int,
     prefix: list[str | int],
     gone: Callable[[], bool] | None = None,
+    demand_factors: dict[str, float] | None = None,
 ) -> Response:
-    """The work of ``POST /v1/forecast`` (see the route): check, forecast, shape."""
+    """The work of ``POST /v1/forecast`` (see the route): check, forecast, shape.
+
+    ``demand_factors`` (by item class) scale the plan's arrival rates in the rollouts:
+    a live site's observed demand (:mod:`twin.adaptive`); ``None``: the plan.
+    """
     check_snapshot(served, snap, state.settings, prefix)
     check_rollout_cost(snap, samples, max(hours) * 60, state.settings, prefix[:-1])
     with state.rollout_runner("/v1/forecast", client_gone=gone, served=served) as runner:
@@ -76,9 +81,16 @@ def _forecast(
             seed=seed,
             checked=True,  # checked above, once
             runner=runner,
+            demand_factors=(
+                None
+                if demand_factors is None
+                else [demand_factors[c] for c in served.scenario.class_names]
+            ),
         )
         state.metrics.rollout_seconds.labels("/v1/forecast").observe(time.perf_counter() - t0)
     out = forecast_out(fc, served, snap, hours=hours, samples=samples, seed=seed)
+    if demand_factors is not None:
+        out = out.model_copy(update={"demand_factors": demand_factors})
     return json_response(out, served.version)
 
 

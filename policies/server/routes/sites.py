@@ -161,8 +161,15 @@ def forecast(
     request: Request,
     body: Annotated[SiteForecastRequest | None, Body()] = None,
 ) -> Response:
-    """`POST /v1/forecast` on the site's live state: the body holds only its options."""
+    """`POST /v1/forecast` on the site's live state: the body holds only its options.
+
+    By default the rollouts run the demand the site's arrivals so far show (per item
+    class, shrunk toward the plan; `demand_factors` in the answer); `adaptive: false`
+    runs the plan's."""
     req = body or SiteForecastRequest()
     hours, samples, seed = forecast_options(state.settings, req)
     snap = as_served(_live(site, req.at, ["body", "at"]), served.scenario)
-    return _forecast(served, state, snap, hours, samples, seed, ["state"], client_gone(request))
+    factors = site.demand_factors(req.at) if req.adaptive else None
+    return _forecast(
+        served, state, snap, hours, samples, seed, ["state"], client_gone(request), factors
+    )
