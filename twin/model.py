@@ -24,7 +24,7 @@ import mesa
 import numpy as np
 import pandas as pd
 
-from twin import accounting, live, schedule, staffing
+from twin import _core_select, accounting, live, schedule, staffing
 from twin.accounting import InvariantError
 from twin.actions import SectorAction
 from twin.demand import ArrivalStream
@@ -48,9 +48,9 @@ from twin.events import (
 )
 from twin.kpis import Kpis
 from twin.live import SnapshotError, check_snapshot
-from twin.queues import Item, ItemState, SectorQueue
+from twin.queues import Item, ItemState, SectorQueue, routing_table
 from twin.reality import draw_reality
-from twin.scenario import EXIT, Scenario
+from twin.scenario import Scenario
 from twin.snapshot import RATE_TIME_CONSTANT_MINUTES, OperationSnapshot
 from twin.staffing import move
 from twin.workers import N_STATES, Worker, WorkerState
@@ -129,14 +129,17 @@ class OperationModel(mesa.Model):
             [scenario.efficiency(h, s) for s in self.sector_names] for h in self.sector_names
         ]
         self._flex_eff = wf.flex.efficiency
-        self._routes = self._routing_table()
+        self._routes = routing_table(scenario, self.sector_index)
         self._stations = [
             s.stations if s.stations is not None else UNLIMITED for s in scenario.sectors
         ]
 
         # dynamic state
+        #: the compiled core (:mod:`twin._core_select`) or the reference Python loop
+        self._compiled = _core_select.USE_COMPILED
         #: (time, priority, sequence, kind, a, b): see :mod:`twin.events` and the handlers
-        self._heap: list[tuple[float, int, int, int, Any, Any]] = []
+        #: (the compiled core's heap orders the same keys in C)
+        self._heap: Any = _core_select.EventHeap() if self._compiled else []  # type: ignore[misc]
         self._seq = count()
         self.queues = [SectorQueue() for _ in range(n_sectors)]
         self._idle: list[dict[Worker, None]] = [{} for _ in range(n_sectors + 1)]  # ordered sets
@@ -202,23 +205,10 @@ class OperationModel(mesa.Model):
             self.shift_workers[shift].append(w)
         return w
 
-    def _routing_table(self) -> list[list[tuple[list[int], list[float]] | None]]:
-        """``[cls][sector] -> (targets, cumulative probabilities)``; target -1 = exit."""
-        table: list[list[tuple[list[int], list[float]] | None]] = []
-        for c in self.scenario.item_classes:
-            row: list[tuple[list[int], list[float]] | None] = []
-            for s in self.sector_names:
-                targets = c.routing.get(s, {})
-                if not targets:
-                    row.append(None)
-                    continue
-                idx = [-1 if t == EXIT else self.sector_index[t] for t in targets]
-                cum = np.cumsum(list(targets.values())).tolist()
-                row.append((idx, cum))
-            table.append(row)
-        return table
-
     def _push(self, time: float, kind: int, a: object = None, b: object = None) -> None:
+        if self._compiled:
+            self._heap.push(time, PRIORITY.get(kind, OTHER_PRIORITY), kind, a, b)
+            return
         heapq.heappush(
             self._heap, (time, PRIORITY.get(kind, OTHER_PRIORITY), next(self._seq), kind, a, b)
         )
@@ -265,6 +255,8 @@ class OperationModel(mesa.Model):
 
     def step(self) -> None:
         """Advance one tick."""
+        if self._compiled:
+            return _core_select.COMPILED.step(self)  # type: ignore[union-attr]
         tick = self.scenario.tick_minutes
         end = self.minute + tick
         if self._needs_dispatch:
@@ -284,6 +276,8 @@ class OperationModel(mesa.Model):
     def run_minutes(self, minutes: float) -> None:
         """Step until ``minutes`` more have passed (or the horizon is reached)."""
         stop = min(self.minute + minutes, self.scenario.horizon_minutes)
+        if self._compiled:
+            return _core_select.COMPILED.run_until(self, stop)  # type: ignore[union-attr]
         while self.minute < stop - 1e-9:
             self.step()
 
@@ -309,8 +303,11 @@ class OperationModel(mesa.Model):
 
         Arrivals come from the arrival stream; the other events from the heap, each
         handled by the handler of its kind (``_HANDLERS``). An arrival at the same time
-        as a scheduled event is processed after it.
+        as a scheduled event is processed after it. (The reference; the compiled core's
+        ``advance`` does the same, see :mod:`twin._core_select`.)
         """
+        if self._compiled:
+            return _core_select.COMPILED.advance(self, end)  # type: ignore[union-attr]
         heap = self._heap
         arr = self._arrivals
         handlers = self._HANDLERS
@@ -393,6 +390,8 @@ class OperationModel(mesa.Model):
 
     def _dispatch(self, s: int, t: float) -> None:
         """Give waiting work in sector ``s`` to its idle workers, as stations allow."""
+        if self._compiled:
+            return _core_select.COMPILED.dispatch(self, s, t)  # type: ignore[union-attr]
         idle = self._idle[s]
         q = self.queues[s]
         while idle and q.n and self._stations_free(s):

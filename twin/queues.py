@@ -1,4 +1,4 @@
-"""Work items and the per-sector queue.
+"""Work items, the per-sector queue, and the routing table between queues.
 
 Items are light records, not Mesa agents: a day of a fulfilment centre moves
 thousands of them. A queue serves FIFO or earliest-due-first on demand, so a
@@ -10,7 +10,20 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Mapping
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from twin.scenario import EXIT
+
+if TYPE_CHECKING:
+    from twin.scenario import Scenario
+
+#: per item class and sector: where an item goes next, ``(targets, cumulative
+#: probabilities)`` with target -1 for the exit, or None where the class never is
+RoutingTable = list[list[tuple[list[int], list[float]] | None]]
 
 
 class ItemState(IntEnum):
@@ -87,3 +100,20 @@ class SectorQueue:
         if len(self._fifo) > 2 * len(live) + 64:
             self._fifo = deque((it.qtoken, it) for it in live)
         return live
+
+
+def routing_table(scenario: Scenario, sector_index: Mapping[str, int]) -> RoutingTable:
+    """``[cls][sector] -> (targets, cumulative probabilities)``; target -1 = exit."""
+    table: RoutingTable = []
+    for c in scenario.item_classes:
+        row: list[tuple[list[int], list[float]] | None] = []
+        for s in scenario.sector_names:
+            targets = c.routing.get(s, {})
+            if not targets:
+                row.append(None)
+                continue
+            idx = [-1 if t == EXIT else sector_index[t] for t in targets]
+            cum = np.cumsum(list(targets.values())).tolist()
+            row.append((idx, cum))
+        table.append(row)
+    return table
