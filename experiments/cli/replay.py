@@ -8,6 +8,7 @@ an unknown site, a refused key, no server) is one line and exit code 2.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,11 +42,17 @@ def alert_line(alert: dict[str, Any]) -> Text:
     return text + Text(str(alert.get("message", "")))
 
 
-def outcome_line(alert_id: str, outcome: dict[str, Any]) -> Text:
+def outcome_line(alert: dict[str, Any], outcome: dict[str, Any]) -> Text:
+    """``outcome HH:MM sector risk: happened (observed N)``: what came of an alert."""
+    raised = str(alert.get("raised_at", ""))
     happened = outcome.get("happened")
     what = "happened" if happened else "did not happen" if happened is not None else "known"
-    observed = f" (observed {outcome['observed']})" if "observed" in outcome else ""
-    return Text(f"outcome of alert {alert_id}: {what}{observed}")
+    observed = f" (observed {outcome['observed']:g})" if "observed" in outcome else ""
+    if len(raised) >= 16:  # an alert shown by this replay
+        which = f"the {raised[11:16]} {alert.get('sector', '?')} {alert.get('risk', '')} alert"
+    else:  # raised before this replay began
+        which = f"alert {alert.get('id', '?')}"
+    return Text("outcome ", style="bold") + Text(f"of {which}: {what}{observed}")
 
 
 @app.command("replay")
@@ -68,6 +75,14 @@ def replay(
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="most events per request")] = 1000,
     api_key: Annotated[str | None, typer.Option(help="X-API-Key, if the server needs one")] = None,
+    linger: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="seconds to keep following alerts after the last event (the server "
+            "assesses risks a little behind the events)",
+        ),
+    ] = 10.0,
 ) -> None:
     """Shadow mode: stream a recorded event log into a live site and print its alerts.
 
@@ -96,13 +111,17 @@ def replay(
             client.post([])  # the site exists and takes our key, before any event goes
         except ReplayError as err:
             fail(str(err))
-        listener = AlertListener(
-            server,
-            site,
-            api_key,
-            on_alert=lambda a: console.print(alert_line(a), highlight=False, soft_wrap=True),
-            on_outcome=lambda i, o: console.print(outcome_line(i, o), highlight=False),
-        )
+        shown: dict[str, dict[str, Any]] = {}
+
+        def on_alert(alert: dict[str, Any]) -> None:
+            shown[str(alert.get("id"))] = alert
+            console.print(alert_line(alert), highlight=False, soft_wrap=True)
+
+        def on_outcome(alert_id: str, outcome: dict[str, Any]) -> None:
+            alert = shown.get(alert_id, {"id": alert_id})
+            console.print(outcome_line(alert, outcome), highlight=False, soft_wrap=True)
+
+        listener = AlertListener(server, site, api_key, on_alert, on_outcome)
         listener.start()
         if listener.missing:
             warn(f"{listener.missing}: replaying without alerts")
@@ -127,6 +146,9 @@ def replay(
             except ReplayError as err:
                 listener.finish()
                 fail(f"{err} (events sent before it stay; replaying again is safe)")
+        if listener.missing is None and linger > 0:
+            say(f"following alerts for {linger:g} s more (--linger)")
+            time.sleep(linger)
         listener.finish()
     _print_summary(summary, listener)
 

@@ -123,7 +123,7 @@ def _event(line: str, path: Path, number: int) -> dict[str, Any]:
     """One line's event, or a :class:`LogError` naming the line and the problem."""
     where = f"{path} line {number}"
     try:
-        raw = json.loads(line)
+        raw = json.loads(line.strip())
     except json.JSONDecodeError as err:
         raise LogError(f"{where}: not JSON ({err.msg}, column {err.colno})") from None
     if not isinstance(raw, dict):
