@@ -129,7 +129,9 @@ def _stats(latencies: list[float], elapsed: float | None = None) -> dict[str, fl
 class Server:
     """``synctwin serve`` in a subprocess; the context exits by terminating it."""
 
-    def __init__(self, bundle: Path, log: Path, *extra_args: str) -> None:
+    def __init__(
+        self, bundle: Path, log: Path, *extra_args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -137,7 +139,12 @@ class Server:
             "--port", str(self.port), "--log", str(log), *extra_args,
         ]  # fmt: skip
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env} if env else None,
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Seconds from spawn to the first 200 from /readyz."""

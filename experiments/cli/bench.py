@@ -344,3 +344,101 @@ def bench_compare_cmd(
     )
     console.print(table)
     say(f"wrote {out}")
+
+
+@bench_app.command("live")
+def bench_live_cmd(
+    policy: Annotated[Path, typer.Option(help="policy bundle to serve", callback=user_path)] = Path(
+        "policies/default"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path, typer.Option(help="where to write the JSON")] = Path(
+        "reports/bench-live.json"
+    ),
+    repeats: Annotated[int, typer.Option(min=1, help="in-process runs (best kept)")] = 3,
+    state_requests: Annotated[int, typer.Option(min=10, help="GET state per time of day")] = 500,
+) -> None:
+    """Live sites: events/s taken in (in process and through the server), state latency."""
+    from experiments.bench.live import GOALS, bench_live
+    from policies.bundle import BundleError, read_manifest
+
+    with user_errors():
+        check_output_file(user_path(out))
+    try:
+        read_manifest(policy)
+    except BundleError as err:
+        fail(str(err), "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes one)")
+    result = bench_live(policy, repeats=repeats, state_requests=state_requests)
+    if write_bench_json(result, out, as_json):
+        return
+    goal = f">= {GOALS['events_per_second']:,.0f}"
+    proc, server = result["in_process"], result["server"]
+    table = Table(
+        title=f"live sites: a day of {result['scenario']} ({proc['events']:,} events), "
+        "one core, alerts off"
+    )
+    for col in ("ingestion", "events/s", "per CPU s", "goal"):
+        table.add_column(col, justify="left" if col == "ingestion" else "right")
+    for label, key in (
+        ("LiveTwin.ingest, whole day", "ingest_whole_day"),
+        ("LiveTwin.ingest, batches of 1,000", "ingest_batches_of_1000"),
+        ("  of which: JSON decode only", "json_decode_only"),
+        ("  of which: schema validation only", "schema_validation_only"),
+    ):
+        r = proc[key]
+        table.add_row(
+            label,
+            f"{r['events_per_second']:,.0f}",
+            f"{r['events_per_cpu_second']:,.0f}",
+            goal if key.startswith("ingest") else "",
+        )
+    for r in server["ingest"]:
+        table.add_row(
+            f"server, POST batches of {r['batch']:,}",
+            f"{r['events_per_second']:,.0f}",
+            f"{r['events_per_server_cpu_second']:,.0f}",
+            goal,
+        )
+    resend = server["resend"]
+    table.add_row(
+        f"server, the day resent (all duplicates, batches of {resend['batch']:,})",
+        f"{resend['events_per_second']:,.0f}",
+        f"{resend['events_per_server_cpu_second']:,.0f}",
+        "",
+    )
+    console.print(table)
+    state = Table(title="GET /v1/sites/{site}/state (the latest state, one keep-alive client)")
+    for col in (
+        "time of day",
+        "events before",
+        "items waiting",
+        "p50 ms",
+        "p99 ms",
+        "server CPU ms",
+        "goal",
+    ):
+        state.add_column(col, justify="right")
+    for r in server["state"]:
+        state.add_row(
+            r["time"],
+            f"{r['events_before']:,}",
+            f"{r['items_waiting']:,}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['server_cpu_ms_per_request']:.2f}",
+            f"p99 <= {GOALS['state_p99_ms']:g} ms",
+        )
+    console.print(state)
+    live = server["with_alerts"]
+    alerts = live["alerts_raised"]
+    say(
+        f"with alerts on: {live['events_per_second']:,.0f} events/s in batches of "
+        f"{live['batch']:,} ({live['events_per_server_cpu_second']:,.0f} per CPU s of the server "
+        "and its rollout workers), "
+        + ("no alerts route" if alerts is None else f"{alerts} alert(s) raised")
+    )
+    say(f"server RSS {server['server_rss_mb']:.0f} MB (peak {server['server_peak_rss_mb']:.0f})")
+    missed = [k for k, ok in result["met"].items() if not ok]
+    if missed:
+        warn("goal missed: " + ", ".join(missed))
+    say(f"wrote {out}")
