@@ -110,9 +110,12 @@ def run_for(
         if controller is not None and model.minute >= next_decision - _EPS:
             model.apply(controller.decide(model.snapshot()))
             next_decision = _grid_after(model.minute, interval)
+        if on_tick is None:  # the same ticks, to the next decision in one call (the core's loop)
+            until = stop if controller is None else min(stop, next_decision)
+            model.run_minutes(until - model.minute)
+            continue
         model.step()
-        if on_tick is not None:
-            on_tick(model)
+        on_tick(model)
     return model
 
 
