@@ -37,6 +37,7 @@ def test_bench_live_smoke(tmp_path: Path) -> None:
     noon = server["state"][STATE_TIMES.index("12:00")]
     assert noon["items_waiting"] > 0 and 0 < noon["events_before"] < n
     assert server["with_alerts"]["events"] == n
+    assert server["with_alerts"]["cpu_seconds_with_assessments"] > 0
     assert server["with_alerts"]["alerts_raised"] >= 1  # default's morning has a picking risk
     assert result["goals"] == GOALS
     assert set(result["met"]) == {

@@ -23,7 +23,9 @@ kinds is a real floor's. Measured:
 Alerts: a server that raises risk alerts assesses each site on the decision grid while
 it ingests (a background thread and the rollout workers). The numbers above are taken
 with alerts off; the day is then posted once more to a server with alerts on, as it
-runs by default, and the alerts it raised are counted.
+runs by default: events/s while it ingests, how long until its assessments have caught
+up with the day (the server and its rollout workers idle again), the CPU all of that
+took, and the alerts raised.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from experiments.bench.serve import Server, _children, _cpu_seconds, _rss_kb, _stats
+from experiments.bench.serve import Server, _cpu_seconds, _rss_kb, _stats
 
 GOALS = {"events_per_second": 20_000.0, "state_p99_ms": 5.0}
 BATCHES = (1000, 5000)
@@ -113,9 +115,27 @@ def in_process(scenario_name: str, events: list[dict[str, Any]], repeats: int) -
     }
 
 
+def _children_of_any_thread(pid: int) -> list[int]:
+    """Child processes of ``pid`` started by any of its threads (a pool started from a
+    background thread lists its workers under that thread, not the main one)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
 def _cpu_all(pid: int) -> float:
     """CPU seconds of the server process and its children (rollout workers)."""
-    return _cpu_seconds(pid) + sum(_cpu_seconds(int(c)) for c in _children(pid))
+    total = _cpu_seconds(pid)
+    for child in _children_of_any_thread(pid):
+        try:
+            total += _cpu_seconds(child)
+        except FileNotFoundError:
+            pass  # exited meanwhile
+    return total
 
 
 def _post_all(
@@ -210,8 +230,15 @@ def through_server(
         with Server(bundle, Path(tmp) / "alerts.jsonl", *site) as server:
             server.wait_ready()
             with httpx.Client(timeout=600) as client:
-                out["with_alerts"] = _server_ingest(client, server, "main", events, BATCHES[-1])
-                out["with_alerts"]["alerts_raised"] = _settled_alerts(client, server.url, "main")
+                pid, cpu0, t0 = server.proc.pid, _cpu_all(server.proc.pid), time.perf_counter()
+                live = _server_ingest(client, server, "main", events, BATCHES[-1])
+                busy = _until_idle(pid) - t0  # the assessments catch up with the events
+                cpu = _cpu_all(pid) - cpu0
+                r = client.get(f"{server.url}/v1/sites/main/alerts", params={"format": "json"})
+                live["alerts_raised"] = len(r.json()) if r.status_code == 200 else None
+                live["seconds_until_assessed"] = round(busy, 3)
+                live["cpu_seconds_with_assessments"] = round(cpu, 3)
+                out["with_alerts"] = live
     return out
 
 
@@ -256,24 +283,18 @@ def _state_latency(
     return rows
 
 
-def _settled_alerts(
-    client: httpx.Client, url: str, site: str, quiet_seconds: float = 5.0, limit: float = 180.0
-) -> int | None:
-    """Alerts raised on ``site`` once assessments have caught up (no new alert for
-    ``quiet_seconds``); ``None`` if the server has no alerts route."""
+def _until_idle(pid: int, idle_cpu: float = 0.05, step: float = 1.0, limit: float = 300.0) -> float:
+    """Wait until the server and its workers use under ``idle_cpu`` CPU seconds in a
+    ``step``; the :func:`time.perf_counter` at which they became idle."""
     deadline = time.monotonic() + limit
-    seen, since = -1, time.monotonic()
+    last, at = _cpu_all(pid), time.perf_counter()
     while time.monotonic() < deadline:
-        r = client.get(f"{url}/v1/sites/{site}/alerts", params={"format": "json"})
-        if r.status_code in (404, 405):
-            return None
-        n = len(r.json()) if r.status_code == 200 else 0
-        if n != seen:
-            seen, since = n, time.monotonic()
-        elif time.monotonic() - since >= quiet_seconds:
-            break
-        time.sleep(0.5)
-    return seen
+        time.sleep(step)
+        now = _cpu_all(pid)
+        if now - last < idle_cpu:
+            return at
+        last, at = now, time.perf_counter()
+    return at
 
 
 def bench_live(

@@ -433,9 +433,9 @@ def bench_live_cmd(
     alerts = live["alerts_raised"]
     say(
         f"with alerts on: {live['events_per_second']:,.0f} events/s in batches of "
-        f"{live['batch']:,} ({live['events_per_server_cpu_second']:,.0f} per CPU s of the server "
-        "and its rollout workers), "
-        + ("no alerts route" if alerts is None else f"{alerts} alert(s) raised")
+        f"{live['batch']:,}; the day assessed {live['seconds_until_assessed']:.1f} s after the "
+        f"first batch, {live['cpu_seconds_with_assessments']:.1f} CPU s in the server and its "
+        "rollout workers; " + ("no alerts route" if alerts is None else f"{alerts} alert(s) raised")
     )
     say(f"server RSS {server['server_rss_mb']:.0f} MB (peak {server['server_peak_rss_mb']:.0f})")
     missed = [k for k, ok in result["met"].items() if not ok]
