@@ -13,14 +13,18 @@ and exit code 2, and a malformed log sends nothing at all.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CLI
 from conftest import run as run_cli
 from test_live_twin import assert_same
 from test_server import free_port
@@ -206,5 +210,36 @@ def test_a_refused_key_is_one_line_and_the_right_key_replays(cwd: Path, tmp_path
                     "--api-key", "s3cret")  # fmt: skip
         assert ok.returncode == 0, ok.stderr
         assert counts(ok.stdout)[0] > 0
+    finally:
+        stop(srv.proc)
+
+
+@pytest.mark.slow
+def test_a_busy_store_is_waited_out_and_nothing_is_stored_twice(cwd: Path, tmp_path: Path) -> None:
+    """The store locked by another process: the server answers 503 (nothing stored), the
+    replay sends the same batch again after a pause, and gets through once it is free."""
+    own = workdir(tmp_path)
+    shutil.copytree(cwd / "logs", own / "logs")
+    srv = start(own, "--site", "main=default", "--store", "sqlite:///site.db?busy_timeout=100")
+    try:
+        lock = sqlite3.connect(own / "site.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # every write of the server now fails: 503
+        cmd = [CLI, "replay", "logs", "--server", srv.url, "--site", "main", "--speed", "max",
+               "--until", "08:00", "--linger", "0"]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=own, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+        time.sleep(2.5)  # a few refused tries
+        assert stored(srv, "main") == 0
+        lock.execute("ROLLBACK")
+        lock.close()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        retries = re.search(r", (\d+) retries", out)
+        assert retries is not None and int(retries[1]) >= 2, out
+        sc = load_scenario("default")
+        events = read_jsonl(own / "logs" / FLOOR_EVENTS_FILE)
+        n = sum(minute_of(e["timestamp"], log_start(sc)) < 8 * 60 for e in events)
+        assert counts(out) == (n, 0, 0)
+        assert stored(srv, "main") == n
     finally:
         stop(srv.proc)
