@@ -110,16 +110,23 @@ def assess(
     rules: AlertRules = AlertRules(),
     *,
     runner: Runner = run_here,
+    demand_factors: Sequence[float] | None = None,
 ) -> list[Risk]:
     """The risks forming at ``snapshot`` under the actions in force (checked snapshot).
+
+    ``demand_factors`` (per item class, scenario order) scale the plan's arrivals in
+    the rollouts: the demand the site has shown so far (:mod:`twin.adaptive`).
 
     Returns:
         one :class:`Risk` per sector and kind whose probability reaches
         ``rules.probability`` within the horizon, most expensive first.
     """
     marks = rules.marks
+    factors = tuple(float(f) for f in demand_factors) if demand_factors is not None else None
     jobs = [
-        RolloutJob(seed=rules.seed + i, minutes=marks[-1], checkpoints=marks)
+        RolloutJob(
+            seed=rules.seed + i, minutes=marks[-1], checkpoints=marks, demand_factors=factors
+        )
         for i in range(rules.samples)
     ]
     runs = runner(scenario, snapshot, jobs, None)

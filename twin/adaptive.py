@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.demand import rate_per_hour
+from twin.live_twin import LiveTwin
 from twin.scenario import Scenario, Surge
 
 #: prior strength ``a``, in arrivals: the plan counts as this many (weighted) observations
@@ -197,3 +198,13 @@ class DemandEstimator:
             for n, e, adapts in zip(observed, expected, adapting_classes(scenario), strict=True)
         )
         return DemandBelief(now, classes, tuple(observed), tuple(expected), factors)
+
+
+def live_belief(
+    live: LiveTwin, now: float, estimator: DemandEstimator | None = None
+) -> DemandBelief:
+    """The belief a live twin's arrivals before ``now`` (since the site's start) give."""
+    seen = live.observed(now)
+    return (estimator or DemandEstimator()).belief(
+        live.scenario, seen.arrivals, now, since=live.start_minute
+    )

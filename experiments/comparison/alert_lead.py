@@ -39,6 +39,7 @@ from policies.alerts import (
     assess,
 )
 from twin.actions import Controller
+from twin.adaptive import live_belief
 from twin.eventlog import EventLog, log_start
 from twin.floor_events import records
 from twin.live_twin import LiveTwin
@@ -107,8 +108,10 @@ def replay_seed(
     seed: int,
     rules: AlertRules,
     site: str = "replay",
+    adaptive: bool = True,
 ) -> SeedResult:
-    """Run ``seed`` under ``floor``, replay its log and raise alerts on the grid."""
+    """Run ``seed`` under ``floor``, replay its log and raise alerts on the grid;
+    ``adaptive``: the assessments roll out the demand the arrivals so far show."""
     log = EventLog()
     trace = _MissTrace()
     simulate(scenario, floor, seed, on_tick=trace, event_log=log)
@@ -136,7 +139,8 @@ def replay_seed(
         snap = live.snapshot(g)
         history.add(snap)
         out.alerts.extend(book.close_due(g, observed))
-        for risk in book.new(assess(scenario, snap, rules)):
+        factors = live_belief(live, g).factors if adaptive else None
+        for risk in book.new(assess(scenario, snap, rules, demand_factors=factors)):
             book.opened(Alert(alert_id(site, risk), site, risk, message=""))
         g += step
     out.alerts.extend(book.open.values())  # still open at the end of the day

@@ -9,7 +9,8 @@ A background thread (:class:`SiteAlerts`) then, per grid point and in order:
    outcome from what the floor showed (the live twin's SLA misses in the sector; the
    overtime seen on the grid) in the store, and posting it to the webhook;
 2. assesses the state (:func:`policies.alerts.assess`; rollouts on the server's
-   rollout workers) and, for each risk with no open alert, asks the served policy for
+   rollout workers, with the demand the site's arrivals have shown so far,
+   :mod:`twin.adaptive`) and, for each risk with no open alert, asks the served policy for
    the prevention (the advice of ``POST /v1/recommend`` with its predicted impact,
    stored as a recommendation, so its id takes feedback), and stores the alert.
 
@@ -51,6 +52,7 @@ from policies.server.routes.recommend import advise_and_record
 from policies.server.sites import Site, Sites, as_served
 from policies.server.state import ServerState
 from policies.store import pages
+from twin.adaptive import live_belief
 from twin.live import check_snapshot
 from twin.snapshot import OperationSnapshot
 from twin.wallclock import format_timestamp
@@ -232,8 +234,14 @@ class SiteAlerts:
         served = self.state.holder.current
         sv = as_served(snap, served.scenario)
         check_snapshot(served.scenario, sv)
+        with site.lock:  # the demand the site's arrivals showed by then (twin.adaptive)
+            factors = live_belief(site.twin, minute).factors
         risks = book.new(
-            self._with_runner(lambda runner: assess(served.scenario, sv, self.rules, runner=runner))
+            self._with_runner(
+                lambda runner: assess(
+                    served.scenario, sv, self.rules, runner=runner, demand_factors=factors
+                )
+            )
         )
         if not risks:
             return

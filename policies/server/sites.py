@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from policies.server.config import SiteSpec
 from policies.store import Store, pages
-from twin.adaptive import DemandEstimator
+from twin.adaptive import live_belief
 from twin.eventlog import log_start
 from twin.floor_events import FLOOR_EVENT
 from twin.live_twin import LiveTwin
@@ -238,11 +238,7 @@ class Site:
         self.catch_up()
         with self.lock:
             now = self.latest_minute() if at is None else self.twin.minute(at)
-            seen = self.twin.observed(now)
-        belief = DemandEstimator().belief(
-            self.scenario, seen.arrivals, now, since=self.twin.start_minute
-        )
-        return belief.as_dict()
+            return live_belief(self.twin, now).as_dict()
 
 
 class Sites:
