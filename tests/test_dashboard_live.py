@@ -12,6 +12,7 @@ headless Chromium and compares the queue table with the site's state.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -247,6 +248,7 @@ def live_url(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         [CLI, "dashboard", "--live", server.url, "--site", "main", "--api-key", KEY,
          "--every", "2", "--port", str(port)],
         cwd=tmp_path_factory.mktemp("dashboard"),
+        env={**os.environ, "SOLARA_KERNEL_CULL_TIMEOUT": "3s"},  # sessions end 3 s after close
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -270,6 +272,7 @@ def test_the_live_page_shows_the_sites_queues_risk_and_alerts(
     browser,  # noqa: F811
     live_url: str,
     client: SiteClient,
+    server: Server,
 ) -> None:
     d = browser
     d.set_window_size(1600, 1150)
@@ -301,3 +304,19 @@ def test_the_live_page_shows_the_sites_queues_risk_and_alerts(
     d.save_screenshot(str(ARTIFACTS / "dashboard-live.png"))  # the README's docs/dashboard-live.png
     d.find_element("xpath", "//div[contains(@class,'v-tab') and normalize-space()='Trend']").click()
     _until(lambda: len(_chart_images(d)) == 2, "the queue and risk charts on the Trend tab")
+
+    d.get("about:blank")  # the page closes: its session ends, and with it the polling
+    _until(lambda: _polls_stopped(server), "the polling to stop", seconds=60)
+
+
+def _state_requests(server: Server) -> float:
+    text = raw(server, "GET", "/metrics").text
+    line = next(x for x in text.splitlines() if 'route="/v1/sites/{site}/state"' in x)
+    return float(line.rsplit(" ", 1)[1])
+
+
+def _polls_stopped(server: Server) -> bool:
+    """No state request for three poll intervals (``--every 2``)."""
+    before = _state_requests(server)
+    time.sleep(6)
+    return _state_requests(server) == before

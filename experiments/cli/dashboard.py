@@ -26,6 +26,10 @@ from experiments.paths import user_path
 
 DASHBOARD_APP = "experiments.dashboard.app"
 LIVE_APP = "experiments.dashboard.live_app"
+#: Solara keeps a closed page's session this long (its own default is 24 hours, and a live
+#: page's session polls the server until it ends).
+CULL_TIMEOUT_ENV = "SOLARA_KERNEL_CULL_TIMEOUT"
+LIVE_CULL_TIMEOUT = "1m"
 
 
 def solara_command(host: str, port: int, page: str = DASHBOARD_APP) -> list[str]:
@@ -148,6 +152,8 @@ def _live(
         ENV_LIVE_SITE: site,
         ENV_LIVE_API_KEY: api_key or "",
         ENV_LIVE_EVERY: str(every or DEFAULT_EVERY_SECONDS),
+        # a closed page's session (and its poller) ends a minute later, not Solara's 24 h
+        CULL_TIMEOUT_ENV: os.environ.get(CULL_TIMEOUT_ENV, LIVE_CULL_TIMEOUT),
     }
     say(
         f"SyncTwin live dashboard of site {site} ({snapshot.scenario}) on http://{host}:{port}/ "
