@@ -9,7 +9,9 @@ Its steps are the domain's, in order:
    (:func:`policies.explain.decide_and_explain`); any other
    :class:`~twin.actions.Controller` gives its action only;
 2. **impact** — twin rollouts with and without the recommendation
-   (:func:`policies.impact.estimate_impact`, common random numbers), unless off;
+   (:func:`policies.impact.estimate_impact`, common random numbers), unless off; a
+   change whose first half of the samples shows it cannot save ``min_saving`` stops
+   there (the screen), so only the changes that could be recommended run them all;
 3. **kinds** — what each action changes against the action in force
    (:func:`policies.messages.kinds`);
 4. **words** — the plain-language message (:func:`policies.messages.message`) and the
@@ -377,6 +379,7 @@ def advise(
                 per_sector=options.impact_scope == "per_sector",
                 checked=checked,
                 runner=runner,
+                min_saving=options.min_saving,
             )
             seconds = time.perf_counter() - t0
     sectors = []

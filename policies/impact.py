@@ -279,9 +279,15 @@ def _wait(r: Rollout, s: int) -> float:
 def compare_arms(
     scenario: Scenario, focus_sector: str, without: list[Rollout], with_: list[Rollout]
 ) -> Impact:
-    """The paired savings ``without - with`` of two arms run on the same seeds."""
+    """The paired savings ``without - with`` of two arms run on the same seeds.
+
+    ``with_`` may have run fewer samples than ``without`` (an arm stopped by the
+    screen of :func:`estimate_impact`): the savings pair its samples with the first
+    ones of ``without``, which ran the same seeds; what ``without`` alone says (the
+    wait and the misses without the actions) uses all of its samples.
+    """
     s = scenario.sector_names.index(focus_sector)
-    pairs = list(zip(without, with_, strict=True))
+    pairs = list(zip(without[: len(with_)], with_, strict=True))
     return Impact(
         focus_sector=focus_sector,
         horizon_minutes=min(r.minutes for r in without),
@@ -315,6 +321,36 @@ class ImpactReport:
     seed: int
 
 
+#: The screen of :func:`estimate_impact`: an arm stops after its first samples when the
+#: one-sided upper bound of its mean cost saved, at this error, is below the minimum.
+SCREEN_ALPHA = 0.01
+
+
+def screen_samples(samples: int) -> int:
+    """How many samples every arm runs before the screen (all of them below 4)."""
+    return samples // 2 if samples >= 4 else samples
+
+
+def cannot_reach(savings: Sequence[float] | np.ndarray, min_saving: float) -> bool:
+    """The paired cost savings of an arm's first samples say it cannot qualify.
+
+    True when the one-sided ``1 - SCREEN_ALPHA`` upper bound of the mean saving
+    (Student t on the paired differences: the ``high`` end of a two-sided
+    ``1 - 2 * SCREEN_ALPHA`` interval) is below ``min_saving``, or not above 0: then
+    even the most favourable mean the samples allow is not worth an action.
+    Differences that are all equal (an action without effect over the horizon gives
+    exactly 0 for every seed) have a bound equal to their value.
+    """
+    if len(savings) < 2:
+        return False
+    high = t_interval(savings, level=1.0 - 2.0 * SCREEN_ALPHA).high
+    return bool(high < min_saving or high <= 0.0)
+
+
+def _cost_savings(without: list[Rollout], with_: list[Rollout]) -> list[float]:
+    return [float(a.cost[-1].sum() - b.cost[-1].sum()) for a, b in zip(without, with_, strict=True)]
+
+
 def estimate_impact(
     scenario: Scenario,
     snapshot: OperationSnapshot,
@@ -326,6 +362,7 @@ def estimate_impact(
     per_sector: bool = True,
     checked: bool = False,
     runner: Runner = run_here,
+    min_saving: float | None = None,
 ) -> ImpactReport:
     """Predicted impact of the recommendations, each alone and all together.
 
@@ -342,9 +379,20 @@ def estimate_impact(
     number of changes) and ``per_sector`` is empty: the cheap answer to "what does
     the whole recommendation save".
 
+    **The screen** (``min_saving`` given, ``samples >= 4``): every arm first runs the
+    first half of the seeds (:func:`screen_samples`); an arm whose paired cost savings
+    show it cannot save ``min_saving`` (:func:`cannot_reach`) stops there, and only
+    the others, with the ``without`` arm, run the remaining seeds (none do if every
+    arm stopped). So a change that cannot be recommended costs half its rollouts,
+    while one that can is estimated exactly as without the screen: the same seeds,
+    paired with the same ``without`` samples. A stopped arm's :class:`Impact`
+    covers the samples it ran (its ``samples``) and is declined by any rule that
+    needs a saving of ``min_saving`` (its mean is below the bound). ``None``: every
+    arm runs every seed.
+
     The snapshot is checked against the scenario once, here (``checked=True``: the
-    caller already did), never per rollout. Every arm's rollouts go to ``runner``
-    in one batch, so a runner with several processes runs arms side by side.
+    caller already did), never per rollout. Every arm's rollouts of a stage go to
+    ``runner`` in one batch, so a runner with several processes runs arms side by side.
 
     Raises:
         twin.live.SnapshotError: the snapshot does not fit the scenario.
@@ -359,13 +407,26 @@ def estimate_impact(
     all_together = len(changed) > 1 or (len(changed) == 1 and not per_sector)
     if all_together:
         arms.append(changed)
-    jobs = [
-        RolloutJob(seed=seed + i, minutes=horizon_minutes, actions=actions)
-        for actions in arms
-        for i in range(samples)
-    ]
-    done = runner(scenario, snapshot, jobs, None)
-    runs = [done[k * samples : (k + 1) * samples] for k in range(len(arms))]
+    first = screen_samples(samples) if min_saving is not None and len(arms) > 1 else samples
+    runs = _run_arms(scenario, snapshot, arms, range(first), horizon_minutes, seed, runner)
+    if first < samples:
+        going = [0] + [
+            k
+            for k in range(1, len(arms))
+            if not cannot_reach(_cost_savings(runs[0], runs[k]), float(min_saving or 0.0))
+        ]
+        if len(going) > 1:
+            more = _run_arms(
+                scenario,
+                snapshot,
+                [arms[k] for k in going],
+                range(first, samples),
+                horizon_minutes,
+                seed,
+                runner,
+            )
+            for k, extra in zip(going, more, strict=True):
+                runs[k] = runs[k] + extra
     without = runs[0]
     horizon = min(r.minutes for r in without) if without else 0.0
     names = scenario.sector_names
@@ -384,14 +445,14 @@ def estimate_impact(
     elif changed:
         total = next(iter(impacts.values()))
     if per_sector:
-        zero = Interval(0.0, 0.0, 0.0, samples)
+        zero = Interval(0.0, 0.0, 0.0, len(without))
         for sector, action in recommended.items():
             if sector not in changed:
                 focus = focus_of(sector, action)
                 impacts[sector] = Impact(
                     focus_sector=focus,
                     horizon_minutes=horizon,
-                    samples=samples,
+                    samples=len(without),
                     slowdown_minutes_avoided=zero,
                     sla_misses_avoided=zero,
                     overtime_hours_saved=zero,
@@ -408,6 +469,26 @@ def estimate_impact(
         samples=samples,
         seed=seed,
     )
+
+
+def _run_arms(
+    scenario: Scenario,
+    snapshot: OperationSnapshot,
+    arms: Sequence[Mapping[str, SectorAction] | None],
+    samples: range,
+    horizon_minutes: float,
+    seed: int,
+    runner: Runner,
+) -> list[list[Rollout]]:
+    """Every arm on the seeds ``seed + i`` for ``i`` in ``samples``, in one batch; per arm."""
+    jobs = [
+        RolloutJob(seed=seed + i, minutes=horizon_minutes, actions=actions)
+        for actions in arms
+        for i in samples
+    ]
+    done = runner(scenario, snapshot, jobs, None) if jobs else []
+    n = len(samples)
+    return [done[k * n : (k + 1) * n] for k in range(len(arms))]
 
 
 # --------------------------------------------------------------------------- forecast
