@@ -116,6 +116,8 @@ def replay(
         def on_alert(alert: dict[str, Any]) -> None:
             shown[str(alert.get("id"))] = alert
             console.print(alert_line(alert), highlight=False, soft_wrap=True)
+            if alert.get("outcome"):  # known before the alert reached us
+                on_outcome(str(alert.get("id")), alert["outcome"])
 
         def on_outcome(alert_id: str, outcome: dict[str, Any]) -> None:
             alert = shown.get(alert_id, {"id": alert_id})
