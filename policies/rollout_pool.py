@@ -35,7 +35,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import SynchronizedArray
@@ -306,7 +306,13 @@ class RolloutPool:
         pending = set(futures)
         try:
             while pending:
-                _, pending = wait(pending, timeout=self.poll_seconds, return_when=FIRST_COMPLETED)
+                # wake when every batch is done (or one failed), else every poll_seconds
+                # to ask about the deadline and the client: not once per finished batch
+                done, pending = wait(
+                    pending, timeout=self.poll_seconds, return_when=FIRST_EXCEPTION
+                )
+                for f in done:
+                    f.result()  # a failed batch raises here; the rest are stopped below
                 if not pending:
                     break
                 if deadline is not None and time.monotonic() > deadline:
