@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -78,7 +79,7 @@ class Manifest(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
 
-    @property
+    @cached_property  # a frozen manifest: hashed once, not on every response
     def content_digest(self) -> str:
         """sha256 (hex) of the bundle's contents: what the policies are and do.
 
@@ -100,7 +101,7 @@ class Manifest(BaseModel):
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    @property
+    @cached_property
     def served_version(self) -> str:
         """``"<version>+<first 12 hex of content_digest>"``: changes with any content."""
         return f"{self.version}+{self.content_digest[:DIGEST_CHARS]}"
