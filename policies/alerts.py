@@ -64,7 +64,7 @@ class AlertRules:
     """
 
     probability: float = 0.6
-    min_misses: int = 3
+    min_misses: int = 2
     min_overtime_hours: float = 2.0
     horizon_hours: float = 3.0
     step_minutes: float = 15.0

@@ -44,7 +44,7 @@ def experiment_alerts(
     probability: Annotated[
         float, typer.Option(min=0.01, max=1.0, help="alert at this forecast probability")
     ] = 0.6,
-    min_misses: Annotated[int, typer.Option(min=1, help="SLA misses that count as a risk")] = 3,
+    min_misses: Annotated[int, typer.Option(min=1, help="SLA misses that count as a risk")] = 2,
     samples: Annotated[int, typer.Option(min=1, help="rollouts per assessment")] = 8,
     horizon_hours: Annotated[float, typer.Option(min=0.25, help="how far ahead to look")] = 3.0,
     out: Annotated[Path, typer.Option(help="output directory", callback=user_path)] = Path(

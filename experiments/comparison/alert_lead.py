@@ -11,8 +11,10 @@ in time order; at every point of the decision grid the live state is assessed
 Measured, per seed and sector that missed due times:
 
 - **lead**: the sector's first SLA miss (from the twin's own count, tick by tick)
-  minus the time of the first ``sla_misses`` alert for that sector raised before it;
-  no alert before the miss counts as no lead;
+  minus the time of the first ``sla_misses`` alert for that sector that warned of it:
+  raised before the miss and still open when it came (the miss at or before the
+  alert's ``by`` plus grace). An earlier alert that had closed, and no alert, count
+  as no lead;
 - **false alerts**: alerts whose risk did not happen (their outcome, with the floor
   not acting on them), as a share of the alerts that were closed.
 
@@ -149,10 +151,12 @@ def replay_seed(
         first = trace.first_miss(s)
         if first is None:
             continue
-        before = [
+        before = [  # alerts that warned of this miss: raised before it, open when it came
             a.risk.minute
             for a in raised
-            if a.risk.sector == name and a.risk.kind == "sla_misses" and a.risk.minute <= first
+            if a.risk.sector == name
+            and a.risk.kind == "sla_misses"
+            and a.risk.minute <= first <= a.risk.by_minute + rules.grace_minutes
         ]
         out.leads.append(SectorLead(seed, name, first, before[0] if before else None))
     return out

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     alert_probability: float = Field(
         0.6, gt=0, le=1, description="forecast probability at which a forming risk is alerted"
     )
-    alert_min_misses: int = Field(3, ge=1, description="SLA misses in a sector that are a risk")
+    alert_min_misses: int = Field(2, ge=1, description="SLA misses in a sector that are a risk")
     alert_samples: int = Field(8, ge=1, description="rollouts per alert assessment")
     alert_horizon_hours: float = Field(3.0, gt=0, le=24, description="how far alerts look ahead")
     webhook: str | None = Field(
