@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from experiments.bench.serve import rollouts_of
 from policies.impact import (
     Rollout,
     RolloutJob,
@@ -28,6 +30,7 @@ from policies.impact import (
 )
 from policies.rollout_pool import RolloutPool, batches
 from policies.runtime import BundlePolicy
+from policies.server import Settings, create_app, load_served
 from twin.actions import Controller, SectorAction
 from twin.model import OperationModel
 from twin.scenario import Scenario, load_scenario
@@ -179,3 +182,28 @@ def test_the_pool_screens_like_the_process(
             min_saving=MIN_SAVING, runner=pool.runner(ticket),
         )  # fmt: skip
     assert there == here
+
+
+def test_bench_serve_reads_the_rollouts_from_an_answer(
+    policy_bundle: Path,
+    scenario: Scenario,
+    state: OperationSnapshot,
+    recommended: dict[str, SectorAction],
+) -> None:
+    """``bench serve`` counts each answer's rollouts from its JSON: the count must be the
+    number of rollouts :func:`estimate_impact` ran for that question."""
+    settings = Settings(policy=policy_bundle, rollout_workers=0)
+    with TestClient(create_app(settings, load_served(policy_bundle))) as client:
+        r = client.post("/v1/recommend", json=state.model_dump(mode="json"))
+    assert r.status_code == 200, r.text
+    seen: list[list[RolloutJob]] = []
+    estimate_impact(
+        scenario, state, recommended, horizon_minutes=90, samples=8, seed=0,
+        min_saving=20.0, runner=counting(seen),
+    )  # fmt: skip
+    rollouts, arms, stopped = rollouts_of(r.json(), 8)
+    assert rollouts == sum(len(b) for b in seen)
+    in_force = {s.name: s.action for s in state.sectors}
+    changed = sum(1 for s, a in recommended.items() if a != in_force[s])
+    assert arms == changed + (1 if changed > 1 else 0)
+    assert 0 < stopped < arms
