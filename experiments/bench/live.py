@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from experiments.bench import machine
 from experiments.bench.serve import Server, _cpu_seconds, _rss_kb, _stats
 
 GOALS = {"events_per_second": 20_000.0, "state_p99_ms": 5.0}
@@ -307,12 +307,7 @@ def bench_live(
     name = manifest.scenario.name
     events = day_log(name, seed)
     result: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(),
         "policy": {"name": manifest.name, "version": manifest.version, "path": str(bundle)},
         "scenario": name,
         "log": {"strategy": "threshold", "seed": seed, "events": len(events)},

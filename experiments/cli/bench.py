@@ -173,6 +173,18 @@ def _bench_twin_vs_simpy(
     say(f"wrote {out}")
 
 
+def _check_bundle_and_output(policy: Path, out: Path) -> None:
+    """Refuse, before any work, an output path that cannot be written or a bad bundle."""
+    from policies.bundle import BundleError, read_manifest
+
+    with user_errors():
+        check_output_file(user_path(out))
+    try:
+        read_manifest(policy)
+    except BundleError as err:
+        fail(str(err), "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes one)")
+
+
 @bench_app.command("serve")
 def bench_serve_cmd(
     policy: Annotated[Path, typer.Option(help="policy bundle to serve", callback=user_path)] = Path(
@@ -189,14 +201,8 @@ def bench_serve_cmd(
 ) -> None:
     """Policy server on loopback: latency, req/s, RSS, cold start (experiments/bench/serve.py)."""
     from experiments.bench.serve import IMPACT_MODES, bench_serve
-    from policies.bundle import BundleError, read_manifest
 
-    with user_errors():
-        check_output_file(user_path(out))
-    try:
-        read_manifest(policy)
-    except BundleError as err:
-        fail(str(err), "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes one)")
+    _check_bundle_and_output(policy, out)
     result = bench_serve(
         policy,
         requests=requests,
@@ -360,14 +366,8 @@ def bench_live_cmd(
 ) -> None:
     """Live sites: events/s taken in (in process and through the server), state latency."""
     from experiments.bench.live import GOALS, bench_live
-    from policies.bundle import BundleError, read_manifest
 
-    with user_errors():
-        check_output_file(user_path(out))
-    try:
-        read_manifest(policy)
-    except BundleError as err:
-        fail(str(err), "pass --policy BUNDLE_DIR (`synctwin export RUN_DIR --out DIR` makes one)")
+    _check_bundle_and_output(policy, out)
     result = bench_live(policy, repeats=repeats, state_requests=state_requests)
     if write_bench_json(result, out, as_json):
         return
