@@ -447,6 +447,16 @@ class AlertOutcomeOut(_Out):
     checked_at: str = Field(description="when the outcome was checked (site clock)")
 
 
+class AlertPreventionOut(_Out):
+    """The served policy's advice at the alert's state (stored as a recommendation)."""
+
+    recommendation_id: str = Field(description="takes feedback like any recommendation")
+    status: Literal["act", "hold"]
+    headline: str
+    change: str | None = Field(description="the top action's change (null: hold)")
+    cost_saved: float | None = Field(description="its predicted saving (null: hold)")
+
+
 class AlertOut(_Out):
     """A risk forming at a live site (``policies/alerts.py``), as stored and streamed."""
 
@@ -464,8 +474,8 @@ class AlertOut(_Out):
     expected: float = Field(description="expected SLA misses (or overtime hours) by `by`")
     expected_cost: float = Field(description="expected cost of it, in the scenario's units")
     message: str = Field(description="the alert in words, with the prevention")
-    prevention: dict[str, Any] | None = Field(
-        description="the served policy's advice at that state: recommendation_id, status, "
-        "headline, change, cost_saved (null if it could not be computed)"
+    prevention: AlertPreventionOut | None = Field(
+        description="the served policy's advice at that state (null if it could not be "
+        "computed, e.g. while the rollout workers stayed busy)"
     )
     outcome: AlertOutcomeOut | None = Field(description="null until known")

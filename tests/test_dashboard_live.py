@@ -28,17 +28,25 @@ from test_sites import Server, start, stop, workdir
 
 from experiments.dashboard.live_site import LiveSite, queue_series, risk_series
 from experiments.dashboard.live_view import display, headline, queues, risks, staff, worst
-from experiments.dashboard.site_client import (
-    AlertOutcome,
-    SiteAlert,
-    SiteClient,
-    SiteClientError,
-)
-from policies.schemas import ForecastOut
+from experiments.dashboard.site_client import SiteAlert, SiteClient, SiteClientError
+from policies.schemas import AlertOutcomeOut, ForecastOut
 from twin.floor_events import FLOOR_EVENTS_FILE, read_jsonl
 from twin.snapshot import OperationSnapshot
 
 KEY = "live-dashboard-key"
+
+
+def alert(**kw: object) -> SiteAlert:
+    """An alert as the server lists it, with ``kw`` changed."""
+    base: dict = dict(
+        id="a", seq=1, site="main", raised_at="2026-01-06T16:30:00", minute=990.0,
+        sector="picking", risk="sla_misses", by="2026-01-06T18:00:00", by_minute=1080.0,
+        hours=1.5, probability=0.75, expected=4.0, expected_cost=60.0, message="m",
+        prevention=None, outcome=None,
+    )  # fmt: skip
+    return SiteAlert(**{**base, **kw})
+
+
 UNTIL = "2026-01-06T17:00:00"  # the static day's events before 17:00
 
 
@@ -172,9 +180,10 @@ def test_the_risk_panel_and_headline_say_what_the_forecast_says(client: SiteClie
     assert line.startswith(f"{waiting:,} items waiting")
     assert f"Highest risk: Picking: {top.p_miss:.0%} chance of SLA misses" in line
     alerts = [
-        SiteAlert(id="a1", seq=1, sector="packing", minute=990.0),
-        SiteAlert(id="a2", seq=2, sector="shipping", minute=1000.0,
-                  outcome=AlertOutcome(happened=True, observed=4)),
+        alert(id="a1", seq=1, sector="packing", minute=990.0),
+        alert(id="a2", seq=2, sector="shipping", minute=1000.0,
+              outcome=AlertOutcomeOut(happened=True, observed=4, checked_minute=1100.0,
+                                      checked_at="2026-01-06T18:20:00")),
     ]  # fmt: skip
     assert headline(snap, fc, alerts).endswith(
         " 2 alerts (1 open), the newest for Shipping at Day 1 · 16:40."

@@ -20,13 +20,13 @@ the problem (the server's own ``detail`` when it gave one).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
-from policies.schemas import ForecastOut
+from policies.schemas import AlertOut, ForecastOut
 from twin.snapshot import OperationSnapshot
 
 #: Seconds to wait for one answer (a forecast runs rollouts on the server).
@@ -39,48 +39,8 @@ class SiteClientError(Exception):
     """A site route that did not give its answer; ``str(err)`` is one line for the user."""
 
 
-class _Tolerant(BaseModel):
-    """Alerts are read, not checked: fields the dashboard does not show are ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class AlertPrevention(_Tolerant):
-    """The action an alert recommends to prevent its risk."""
-
-    recommendation_id: str | None = None
-    headline: str = ""
-    cost_saved: float | None = None
-
-
-class AlertOutcome(_Tolerant):
-    """What happened after the alert: did the risk come true, and how much of it."""
-
-    happened: bool
-    observed: float | None = None
-    checked_minute: float | None = None
-    checked_at: str | None = None
-
-
-class SiteAlert(_Tolerant):
-    """One alert as ``GET /v1/sites/{site}/alerts?format=json`` lists it."""
-
-    id: str
-    seq: int = 0
-    site: str = ""
-    raised_at: str = ""
-    minute: float = 0.0
-    sector: str = ""
-    risk: Literal["sla_misses", "overtime"] | str = "sla_misses"
-    by: str | None = None
-    by_minute: float | None = None
-    hours: float | None = None
-    probability: float | None = None
-    expected: float | None = None
-    expected_cost: float | None = None
-    message: str = ""
-    prevention: AlertPrevention | None = None
-    outcome: AlertOutcome | None = None
+#: one alert as ``GET /v1/sites/{site}/alerts?format=json`` lists it (the server's schema)
+SiteAlert = AlertOut
 
 
 def _detail(response: httpx.Response) -> str:
