@@ -29,6 +29,7 @@ travel in a few batches per worker (:func:`batches`), each with the snapshot as 
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import queue
@@ -82,6 +83,24 @@ def _init_worker(scenario: Scenario, flags: SynchronizedArray, parent: int) -> N
     global _scenario, _flags
     _scenario, _flags = scenario, flags
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    _keep_out_of_gc()
+
+
+def _keep_out_of_gc() -> None:
+    """Move what the worker holds for good (its imports, the scenario, a loaded bundle)
+    out of the cyclic collector's reach.
+
+    A worker's imports are some 165,000 objects; the collector's full passes, which
+    the allocations of rollouts trigger every couple of hundred rollouts, walked them
+    all: about 70 ms each, a stall of one question's rollouts on one worker (measured
+    on ``default``). Frozen, a full pass sees only what rollouts left, a fraction of
+    a millisecond. A rollout's twin is freed by reference counting
+    (:func:`twin.rollout.close`), not by the collector. Called again when a bundle
+    is loaded (a reload): what the previous one left is collected first.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _exit_with(parent: int, every_seconds: float = 0.5) -> None:
@@ -108,6 +127,7 @@ def _policy(ref: PolicyRef) -> Controller:
             raise RuntimeError(f"bundle at {ref.path} is now {policy.version}, not {ref.version}")
         _policies.clear()  # one served bundle at a time
         _policies[ref.version] = policy
+        _keep_out_of_gc()
     return _policies[ref.version]
 
 
