@@ -277,6 +277,7 @@ class RolloutPool:
         The runner raises :class:`RolloutsStopped` when the question was stopped.
         """
         start = time.monotonic()
+        encoded: dict[int, tuple[OperationSnapshot, str]] = {}  # a question's stages share it
 
         def run(
             scenario: Scenario,
@@ -288,9 +289,12 @@ class RolloutPool:
                 raise ValueError(f"this pool runs scenario {self.scenario.name!r} only")
             if any(j.with_policy for j in jobs) and policy is None:
                 raise ValueError("jobs that act with the policy need the policy's bundle")
+            if id(snapshot) not in encoded:
+                encoded.clear()
+                encoded[id(snapshot)] = (snapshot, snapshot.model_dump_json())
             return self._run(
                 ticket,
-                snapshot.model_dump_json(),
+                encoded[id(snapshot)][1],
                 jobs,
                 policy,
                 start,
