@@ -28,7 +28,7 @@ from policies.impact import (
     run_here,
     screen_samples,
 )
-from policies.rollout_pool import RolloutPool, batches
+from policies.rollout_pool import RolloutPool
 from policies.runtime import BundlePolicy
 from policies.server import Settings, create_app, load_served
 from twin.actions import Controller, SectorAction
@@ -145,17 +145,6 @@ def test_a_minimum_no_arm_can_reach_stops_every_arm_and_the_baseline(
     )  # fmt: skip
     assert len(seen) == 1 and {j.seed for j in seen[0]} == {0, 1, 2, 3}
     assert all(i.samples == 4 for i in report.per_sector.values())
-
-
-def test_batches_cover_the_jobs_in_order() -> None:
-    for n in range(0, 45):
-        for workers, per in ((1, 1), (2, 3), (4, 2)):
-            got = batches(n, workers, per)
-            assert [i for b in got for i in b] == list(range(n))
-            assert len(got) == min(n, workers * per)
-            if got:
-                sizes = [len(b) for b in got]
-                assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
 
 
 @pytest.fixture(scope="module")
