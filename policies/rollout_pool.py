@@ -9,7 +9,7 @@ them, so one request also finishes sooner when the cores are free.
 
 **Same answer as in process.** A job's result depends only on the scenario, the
 snapshot and the job (its seed, actions, length), never on which process ran it
-or in what order: the pool gives the numbers :func:`policies.impact.run_here`
+or in what order: the pool gives the numbers :func:`policies.rollouts.run_here`
 gives, common random numbers included.
 
 **Stopping unwanted work.** Each running question holds a *ticket*: an index into
@@ -43,7 +43,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from pathlib import Path
 from typing import Literal
 
-from policies.impact import Rollout, RolloutInterrupted, RolloutJob, Runner, run_job
+from policies.rollouts import Rollout, RolloutInterrupted, RolloutJob, Runner, run_job
 from twin.actions import Controller
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
@@ -266,7 +266,7 @@ class RolloutPool:
         deadline_seconds: float | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> Runner:
-        """A :data:`policies.impact.Runner` that runs a question's jobs on the workers.
+        """A :data:`policies.rollouts.Runner` that runs a question's jobs on the workers.
 
         Args:
             ticket: from :meth:`ticket`, held for as long as the runner is used.
@@ -374,7 +374,7 @@ def in_process_runner(
     should_stop: Callable[[], bool] | None = None,
     poll_seconds: float = 0.05,
 ) -> Runner:
-    """A :data:`policies.impact.Runner` in this process that stops like the pool's does.
+    """A :data:`policies.rollouts.Runner` in this process that stops like the pool's does.
 
     The rollouts ask after every tick whether the deadline has passed, and every
     ``poll_seconds`` whether ``should_stop``; either stops them with

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from experiments.bench.serve import rollouts_of
+from experiments.bench.serve_rollouts import rollouts_of
 from policies.impact import (
     Rollout,
     RolloutJob,
