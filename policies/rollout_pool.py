@@ -151,22 +151,25 @@ def _run_in_worker(
 
 
 def batches(n: int, workers: int, per_worker: int) -> list[range]:
-    """``n`` jobs cut into at most ``workers * per_worker`` consecutive, near-equal batches.
+    """``n`` jobs cut into at most ``workers * per_worker`` consecutive batches, larger first.
 
     One task per job would send the snapshot, and wake the server, once per rollout
     (a few hundred microseconds each: a tenth of a 90-minute rollout); one task per
     worker would leave a core idle when the other is slowed. A few batches per
-    worker keep both costs small.
+    worker keep both costs small. The last ``workers`` batches hold one job each
+    (when there are more jobs than batches): a worker that finishes early takes
+    them, so a question's last rollouts end close together on every worker.
     """
     if n == 0:
         return []
     k = min(n, max(1, workers * per_worker))
-    size, extra = divmod(n, k)
+    tail = min(workers, k - 1) if n > k else 0
+    size, extra = divmod(n - tail, k - tail)
+    sizes = [size + (1 if i < extra else 0) for i in range(k - tail)] + [1] * tail
     out, start = [], 0
-    for i in range(k):
-        stop = start + size + (1 if i < extra else 0)
-        out.append(range(start, stop))
-        start = stop
+    for length in sizes:
+        out.append(range(start, start + length))
+        start += length
     return out
 
 

@@ -1,6 +1,7 @@
 """How the rollout pool talks to its workers: batches, the collector, asking about the client.
 
-- a question's jobs travel in a few consecutive batches per worker (:func:`batches`);
+- a question's jobs travel in a few consecutive batches per worker, the last ones of a
+  single job (:func:`batches`);
 - a worker freezes what it holds for good out of the cyclic collector, whose full
   passes over a worker's imports stalled a rollout for about 70 ms;
 - a waiting question asks ``should_stop`` (the server: is the client still there?)
@@ -44,9 +45,12 @@ def test_batches_cover_the_jobs_in_order() -> None:
             got = batches(n, workers, per)
             assert [i for b in got for i in b] == list(range(n))
             assert len(got) == min(n, workers * per)
-            if got:
-                sizes = [len(b) for b in got]
-                assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+            sizes = [len(b) for b in got]
+            assert all(x >= 1 for x in sizes) and sizes == sorted(sizes, reverse=True)
+            if n > workers * per:  # the last batches hold one job each
+                tail = min(workers, len(got) - 1)
+                head, last = sizes[: len(got) - tail], sizes[len(got) - tail :]
+                assert last == [1] * tail and max(head) - min(head) <= 1
 
 
 def test_workers_keep_their_imports_out_of_the_collector(pool: RolloutPool) -> None:
