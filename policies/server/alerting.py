@@ -167,8 +167,6 @@ class SiteAlerts:
         self.books: dict[str, AlertBook] = {}
         self.history: dict[str, GridHistory] = {}
         self._queue: queue.Queue[tuple[Site, float, OperationSnapshot] | None] = queue.Queue()
-        self.idle = threading.Event()
-        self.idle.set()
         for site in sites.by_name.values():
             self.books[site.name] = self._reopen(site)
             self.history[site.name] = GridHistory(float(site.scenario.decision_interval_minutes))
@@ -192,7 +190,6 @@ class SiteAlerts:
 
     def on_grid(self, site: Site, minute: float, snap: OperationSnapshot) -> None:
         """Called by a site's twin at each grid point it passes (under the site's lock)."""
-        self.idle.clear()
         self._queue.put((site, minute, snap))
 
     def close(self) -> None:
@@ -207,8 +204,6 @@ class SiteAlerts:
                 self._grid_point(site, minute, snap)
             except Exception:  # a bad assessment must not stop the next ones
                 log.exception("alerts: site %s at minute %g", site.name, minute)
-            if self._queue.empty():
-                self.idle.set()
 
     def _grid_point(self, site: Site, minute: float, snap: OperationSnapshot) -> None:
         history = self.history[site.name]
