@@ -152,6 +152,13 @@ def _finished_runs(runs: Path) -> list[int]:
     ]
 
 
+def _ctrl_c_on() -> None:
+    """In the child: SIGINT does what Ctrl-C does, even when this test runs in a
+    background job of a non-interactive shell (which starts with SIGINT ignored, and a
+    Python started with it ignored leaves it so)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_compare_keeps_finished_runs_and_resumes(tmp_path: Path) -> None:
     """Interrupt a comparison after its first run: what finished is kept, --resume ends it,
     and the summary is the one an uninterrupted comparison writes."""
@@ -159,7 +166,9 @@ def test_compare_keeps_finished_runs_and_resumes(tmp_path: Path) -> None:
     args = [CLI, "compare", "--strategies", "static,threshold,lookahead", "--seeds", "3"]
     args += ["--workers", "1", "--out", "cut short"]
     env = {**os.environ, "HOME": str(tmp_path)}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_on
+    )
     runs = tmp_path / "cut short" / "runs"
     deadline = time.monotonic() + 300
     while not list(runs.glob("part-*.parquet")) and time.monotonic() < deadline:
