@@ -17,6 +17,7 @@ import pytest
 from test_live_twin import Churn, scenario
 
 from agents import make_controller
+from twin import _core_select
 from twin.actions import SectorAction
 from twin.eventlog import EventLog, log_start
 from twin.floor_events import records
@@ -28,10 +29,19 @@ from twin.snapshot import OperationSnapshot
 
 
 class Noting(OperationModel):
-    """The twin, noting the minute and class of every arrival it makes."""
+    """The twin, noting the minute and class of every arrival it makes.
+
+    It runs the reference event core, whose ``_arrive`` is the Python method noted
+    here (the compiled core makes the same arrivals in C: tests/test_core_diff.py).
+    """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        before = _core_select.USE_COMPILED
+        _core_select.USE_COMPILED = False
+        try:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            _core_select.USE_COMPILED = before
         self.noted: list[tuple[int, float]] = []
 
     def _arrive(self, cls: int, t: float) -> None:
