@@ -13,6 +13,7 @@ Tests must not modify it: copy it first.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,3 +79,21 @@ def run(
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Stop a server a test started: Ctrl-C, a kill after ``timeout`` s, its pipes closed.
+
+    An open pipe of a finished process is a ``ResourceWarning`` when the collector
+    frees it, in whichever later test happens to be running then.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

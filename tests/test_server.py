@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import SHIPPED_BUNDLE, wait_ready
+from conftest import SHIPPED_BUNDLE, stop_server, wait_ready
 from scipy import stats as scipy_stats
 
 from policies.bundle import DIGEST_CHARS, read_manifest
@@ -130,13 +129,7 @@ def start_server(bundle: Path, log: Path, *extra: str, env: dict[str, str] | Non
     return Server(url, log, proc)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+stop = stop_server  # the one way the tests stop a server (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import CLI, SHIPPED_BUNDLE, wait_ready
+from conftest import CLI, SHIPPED_BUNDLE, stop_server, wait_ready
 from conftest import run as run_cli
 from test_live_twin import recorded
 from test_server import free_port
@@ -73,13 +73,7 @@ def start(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     return Server(url, proc)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+stop = stop_server  # the one way the tests stop a server (conftest)
 
 
 def workdir(root: Path) -> Path:
@@ -373,7 +367,7 @@ def test_site_routes_never_answer_a_server_error(server: Server, tmp_path: Path)
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "Selected: 4/" in proc.stdout
+    assert "Selected: 5/" in proc.stdout  # events, state, recommend, forecast, alerts
 
 
 def test_a_sites_file_names_scenarios_and_starts(tmp_path: Path, run: tuple) -> None:

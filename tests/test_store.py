@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import run, wait_ready
+from conftest import run, stop_server, wait_ready
 from pydantic import ValidationError
 
 from policies.decision_log import DecisionLog
@@ -464,14 +464,7 @@ def serve(bundle: Path, store_url: str, *extra: str) -> Serving:
     return Serving(proc, url)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+stop = stop_server  # the one way the tests stop a server (conftest)
 
 
 @pytest.mark.slow
