@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import wait_ready
+from conftest import stop_server, wait_ready
 
 from policies.impact import estimate_impact, forecast
 from policies.rollout_pool import RolloutPool, RolloutsStopped, bundle_ref, in_process_runner
@@ -227,13 +227,7 @@ class Served:
         raise AssertionError("the rollout workers did not start")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_server(self.proc)
 
 
 def _cmdline(pid: int) -> str:
