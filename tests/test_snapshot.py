@@ -66,6 +66,17 @@ def test_rebuilt_twin_reports_the_same_state(name: str, minute: float) -> None:
     rebuilt.check_invariants()
 
 
+@pytest.mark.parametrize("minute", MOMENTS)
+@pytest.mark.parametrize("name", builtin_names())
+def test_the_twin_s_snapshot_is_what_validation_gives(name: str, minute: float) -> None:
+    """``snapshot()`` skips validation (``model_construct``): it must lose nothing by it."""
+    snap = live_snapshot(name, minute)
+    validated = OperationSnapshot.model_validate(snap.model_dump())
+    assert validated == snap
+    assert validated.model_dump_json() == snap.model_dump_json()  # same types: 0.0, not 0
+    assert repr(validated) == repr(snap)
+
+
 def test_json_round_trip(default_snapshot: OperationSnapshot) -> None:
     text = default_snapshot.model_dump_json()
     again = OperationSnapshot.model_validate_json(text)

@@ -129,6 +129,18 @@ _PLAN_DAYS_CACHED = 8
 
 
 _I = {name: i for i, name in enumerate(FEATURE_NAMES)}
+#: The staff counts :meth:`Featurizer.matrix` tallies, in order, each a share of nominal staff.
+STAFF_COUNTS = (
+    "staff_present",
+    "staff_busy",
+    "staff_absent",
+    "staff_lent_out",
+    "staff_borrowed_in",
+    "staff_in_transfer",
+    "staff_flex",
+    "staff_overtime",
+)
+_STAFF_COLUMNS = [_I[name] for name in STAFF_COUNTS]
 
 
 def nominal_staff(scenario: Scenario, sector: str) -> int:
@@ -269,6 +281,9 @@ class Featurizer:
     def planned_inflow(self, start: int, stop: int) -> np.ndarray:
         """Planned inflow per sector (items/h) for each minute in ``[start, stop)``."""
         first, last = start // MINUTES_PER_DAY, (stop - 1) // MINUTES_PER_DAY
+        if first == last:  # the common case: no copy
+            offset = first * MINUTES_PER_DAY
+            return self._plan_day(first)[start - offset : stop - offset]
         days = np.concatenate([self._plan_day(d) for d in range(first, last + 1)])
         offset = first * MINUTES_PER_DAY
         return days[start - offset : stop - offset]
@@ -279,11 +294,11 @@ class Featurizer:
         """Features of every sector, shape ``(n_sectors, N_FEATURES)``, in scenario order."""
         n = len(self.sector_names)
         index = self.index
-        queue = np.zeros((n, N_BUCKETS))
-        serving = np.zeros((n, N_BUCKETS))
-        arrivals = np.zeros(n)
-        completions = np.zeros(n)
-        down = np.zeros(n)
+        # counted in Python lists and turned into arrays once: per-element numpy
+        # arithmetic on tiny arrays costs more than the counting itself
+        zero = [0] * N_BUCKETS
+        queue_rows, serving_rows = [zero] * n, [zero] * n
+        arrival_rows, completion_rows, down_rows = [0.0] * n, [0.0] * n, [0] * n
         seen = set()
         for st in snapshot.sectors:
             s = index.get(st.name)
@@ -293,25 +308,24 @@ class Featurizer:
                     f"(sectors: {', '.join(self.sector_names)})"
                 )
             seen.add(s)
-            for counts in st.queue.values():
-                queue[s] += counts
-            for counts in st.in_service.values():
-                serving[s] += counts
-            arrivals[s] = st.arrival_rate_per_hour
-            completions[s] = st.completion_rate_per_hour
-            down[s] = st.stations_down
+            queue_rows[s] = [sum(c) for c in zip(zero, *st.queue.values(), strict=True)]
+            serving_rows[s] = [sum(c) for c in zip(zero, *st.in_service.values(), strict=True)]
+            arrival_rows[s] = st.arrival_rate_per_hour
+            completion_rows[s] = st.completion_rate_per_hour
+            down_rows[s] = st.stations_down
         if len(seen) != n:
             missing = [name for i, name in enumerate(self.sector_names) if i not in seen]
             raise ValueError(f"snapshot lacks sectors {missing}")
+        queue = np.array(queue_rows, dtype=np.float64)
+        serving = np.array(serving_rows, dtype=np.float64)
+        arrivals = np.array(arrival_rows, dtype=np.float64)
+        completions = np.array(completion_rows, dtype=np.float64)
+        down = np.array(down_rows, dtype=np.float64)
 
-        present = np.zeros(n)
-        busy = np.zeros(n)
-        absent = np.zeros(n)
-        lent_out = np.zeros(n)
-        borrowed = np.zeros(n)
-        walking = np.zeros(n)
-        flex = np.zeros(n)
-        in_overtime = np.zeros(n)
+        # staff counts per sector: present, busy, absent, lent out, borrowed in,
+        # walking, flex, in overtime (the STAFF_COUNTS order)
+        counts = [[0] * n for _ in STAFF_COUNTS]
+        present, busy, absent, lent_out, borrowed, walking, flex, in_overtime = counts
         overtime_minutes: list[list[float]] = [[] for _ in range(n)]
         for g in snapshot.workers:
             here = index.get(g.sector) if g.sector is not None else None
@@ -338,6 +352,7 @@ class Featurizer:
                 lent_out[home] += k
                 if on_site:
                     borrowed[here] += k
+        staff_counts = np.array(counts, dtype=np.float64)  # (STAFF_COUNTS, n)
 
         f = np.zeros((n, N_FEATURES))
         cap = self.capacity_per_hour
@@ -347,18 +362,9 @@ class Featurizer:
         f[:, _I["due_within_30"]] = _sq(work[:, 1] / cap)
         f[:, _I["due_within_60"]] = _sq(work[:, 1:3].sum(axis=1) / cap)
         f[:, _I["due_within_120"]] = _sq(work[:, 1:4].sum(axis=1) / cap)
-        for name, count in (
-            ("staff_present", present),
-            ("staff_busy", busy),
-            ("staff_absent", absent),
-            ("staff_lent_out", lent_out),
-            ("staff_borrowed_in", borrowed),
-            ("staff_in_transfer", walking),
-            ("staff_flex", flex),
-            ("staff_overtime", in_overtime),
-        ):
-            f[:, _I[name]] = np.minimum(count / staff, STAFF_CLIP)
-        f[:, _I["utilization"]] = np.divide(busy, present, out=np.zeros(n), where=present > 0)
+        f[:, _STAFF_COLUMNS] = np.minimum(staff_counts / staff, STAFF_CLIP).T
+        present_, busy_ = staff_counts[0], staff_counts[1]
+        f[:, _I["utilization"]] = np.divide(busy_, present_, out=np.zeros(n), where=present_ > 0)
         if self.max_overtime_minutes > 0:
             for s in range(n):
                 if overtime_minutes[s]:

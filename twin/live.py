@@ -14,7 +14,7 @@ as in a pydantic error) and the problem (``msg``); the HTTP layer or CLI renders
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -26,8 +26,10 @@ from twin.scenario import EquipmentBreakdown, Scenario
 from twin.snapshot import (
     DUE_BUCKET_REPRESENTATIVE,
     N_BUCKETS,
+    SCHEMA_VERSION,
     OperationSnapshot,
     SectorState,
+    StateName,
     WorkerGroup,
     due_bucket,
 )
@@ -160,40 +162,53 @@ def _check_sector(
 
 
 def snapshot(model: OperationModel) -> OperationSnapshot:
-    """The live state of ``model`` now, in the schema live systems send."""
+    """The live state of ``model`` now, in the schema live systems send.
+
+    Built with ``model_construct``: every field comes from the twin's own state,
+    which is valid by construction (the types are made exact here), so the schema's
+    validation would only repeat what the model already guarantees. A snapshot is
+    taken at every env step, so this is on training's hot path.
+    """
     scenario = model.scenario
     classes = scenario.class_names
     now = model.minute
     queue = [{c: [0] * N_BUCKETS for c in classes} for _ in model.sector_names]
     serving = [{c: [0] * N_BUCKETS for c in classes} for _ in model.sector_names]
     for s, q in enumerate(model.queues):
+        table = queue[s]
         for item in q.items():
-            queue[s][classes[item.cls]][due_bucket(item.due - now)] += 1
-    names = model.sector_names
+            table[classes[item.cls]][due_bucket(item.due - now)] += 1
     for w in model.agents:
         if w.item is not None:
             serving[w.sector][classes[w.item.cls]][due_bucket(w.item.due - now)] += 1
     workers = worker_groups(scenario, model.agents, now, model.pool_index)
     sectors = [
-        SectorState(
+        SectorState.model_construct(
             name=name,
             queue=queue[s],
             in_service=serving[s],
-            stations_down=model.down[s] + model.outage[s],
-            outage_stations=model.outage[s],
-            arrival_rate_per_hour=model.arrival_rate[s],
-            completion_rate_per_hour=model.completion_rate[s],
+            stations_down=int(model.down[s] + model.outage[s]),
+            outage_stations=int(model.outage[s]),
+            arrival_rate_per_hour=float(model.arrival_rate[s]),
+            completion_rate_per_hour=float(model.completion_rate[s]),
             action=model.actions[name],
         )
-        for s, name in enumerate(names)
+        for s, name in enumerate(model.sector_names)
     ]
-    return OperationSnapshot(
+    return OperationSnapshot.model_construct(
+        schema_version=SCHEMA_VERSION,
         scenario=scenario.name,
         scenario_digest=scenario.digest,
-        minute=now,
+        minute=float(now),
         sectors=sectors,
         workers=workers,
     )
+
+
+#: A worker state's name in the snapshot (``WorkerState.BREAK`` -> ``"break"``).
+_STATE_NAMES: dict[WorkerState, StateName] = {
+    st: cast("StateName", st.name.lower()) for st in WorkerState
+}
 
 
 def worker_groups(
@@ -205,33 +220,35 @@ def worker_groups(
     (:mod:`twin.live_state`): anything with ``home``, ``sector``, ``shift`` (indices;
     ``pool`` is the agency pool's sector index, ``-1`` no shift), ``flex``, ``state``,
     ``overtime_used``, ``since`` and ``ready``. One function, so both report a state the
-    same way, down to the overtime minutes of a worker in overtime now.
+    same way, down to the overtime minutes of a worker in overtime now. The groups are
+    built with ``model_construct`` (see :func:`snapshot`), their types made exact here.
     """
     names = scenario.sector_names
     shifts = scenario.workforce.shifts
     groups: dict[tuple, int] = {}
     for w in workers:
-        overtime = w.overtime_used + (now - w.since if w.state is OVERTIME else 0.0)
+        state = w.state
+        overtime = w.overtime_used + (now - w.since if state is OVERTIME else 0.0)
         key = (
             names[w.home] if w.home < pool else None,
             names[w.sector] if w.sector < pool else None,
             shifts[w.shift].name if w.shift >= 0 else None,
             w.flex,
-            w.state.name.lower(),
+            state,
             overtime,
-            w.ready if w.state is TRANSFER else None,
+            w.ready if state is TRANSFER else None,
         )
         groups[key] = groups.get(key, 0) + 1
     return [
-        WorkerGroup(
+        WorkerGroup.model_construct(
             home=h,
             sector=sec,
             shift=sh,
-            flex=fx,
-            state=st,
+            flex=bool(fx),
+            state=_STATE_NAMES[st],
             count=n,
-            overtime_minutes=ot,
-            ready_minute=ready,
+            overtime_minutes=float(ot),
+            ready_minute=None if ready is None else float(ready),
         )
         for (h, sec, sh, fx, st, ot, ready), n in groups.items()
     ]
