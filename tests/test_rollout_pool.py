@@ -25,7 +25,13 @@ import pytest
 from conftest import stop_server, wait_ready
 
 from policies.impact import estimate_impact, forecast
-from policies.rollout_pool import RolloutPool, RolloutsStopped, bundle_ref, in_process_runner
+from policies.rollout_pool import (
+    WORKER_NICENESS,
+    RolloutPool,
+    RolloutsStopped,
+    bundle_ref,
+    in_process_runner,
+)
 from policies.runtime import BundlePolicy
 from twin.model import OperationModel
 from twin.scenario import load_scenario
@@ -54,6 +60,15 @@ def pool() -> Iterator[RolloutPool]:
     p.warm()
     yield p
     p.close()
+
+
+def test_workers_run_below_the_server_s_priority(pool: RolloutPool) -> None:
+    """Rollouts yield the cores to the server's cheap routes (``WORKER_NICENESS``)."""
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    pids = pool.pids()
+    assert len(pids) == 2
+    for pid in pids:
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + WORKER_NICENESS, 19)
 
 
 def test_the_pool_gives_the_numbers_of_the_process(
