@@ -12,6 +12,7 @@ from twin.stats import (
     paired_difference,
     prediction_interval,
     t_interval,
+    t_quantile,
     wilson_interval,
 )
 
@@ -71,3 +72,9 @@ def test_wilson_matches_its_closed_form(k: int, n: int) -> None:
 def test_wilson_of_nothing_is_everything() -> None:
     w = wilson_interval(0, 0)
     assert (w.low, w.high, w.n) == (0.0, 1.0, 0)
+
+
+def test_the_cached_t_quantile_is_scipy_s() -> None:
+    for level in (0.9, 0.95, 0.99):
+        for df in (1, 2, 3, 7, 19, 200):
+            assert t_quantile(level, df) == float(stats.t.ppf(0.5 + level / 2, df))
