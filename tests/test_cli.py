@@ -140,3 +140,4 @@ def test_bench_twin_writes_json(tmp_path: Path) -> None:
     assert envs["OperationParallelEnv"]["agent_steps_per_second"] == pytest.approx(
         5 * envs["OperationParallelEnv"]["env_steps_per_second"]
     )
+    assert printed["observation"]["ms_per_sector"] > 0

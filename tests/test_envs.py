@@ -404,3 +404,6 @@ def test_bench_envs_smoke() -> None:
     names = [row["env"] for row in result["envs"]]
     assert names == ["OperationEnv", "OperationParallelEnv", "twin_only"]
     assert all(row["env_steps_per_second"] > 0 for row in result["envs"])
+    obs = result["observation"]
+    assert obs["snapshot_ms"] > 0 and obs["features_ms"] > 0
+    assert obs["ms_per_sector"] == pytest.approx((obs["snapshot_ms"] + obs["features_ms"]) / 5)

@@ -63,6 +63,36 @@ def _run_bare(scenario_name: str, steps: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+def _observation_cost(env: OperationEnv, steps: int, seed: int) -> dict[str, float]:
+    """Snapshot and feature matrix, timed on the states random actions lead to.
+
+    Each is timed alone on the state the env just reached (the env's own call is not
+    counted), so the numbers are what one observation costs, not what it costs inside
+    a profiler.
+    """
+    core = env.core
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    snap_s = feat_s = 0.0
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+        assert core.model is not None
+        t0 = time.perf_counter()
+        snap = core.model.snapshot()
+        t1 = time.perf_counter()
+        core.featurizer.matrix(snap)
+        t2 = time.perf_counter()
+        snap_s, feat_s = snap_s + (t1 - t0), feat_s + (t2 - t1)
+    n = len(env.scenario.sector_names)
+    return {
+        "snapshot_ms": 1e3 * snap_s / steps,
+        "features_ms": 1e3 * feat_s / steps,
+        "ms_per_sector": 1e3 * (snap_s + feat_s) / steps / n,
+    }
+
+
 def bench_envs(scenario_name: str = "default", steps: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Env steps per wall second with random actions (one process, one core).
 
@@ -77,7 +107,8 @@ def bench_envs(scenario_name: str = "default", steps: int = 2000, seed: int = 0)
         (env steps x agents), ``sim_minutes_per_second``, ``ms_per_step``. The
         ``twin_only`` row steps the bare model by the same intervals under the same
         random actions (no snapshot, features, KPIs or rewards): the wrappers'
-        overhead is the difference.
+        overhead is the difference. ``observation``: the snapshot and the feature
+        matrix of one step, in ms, and both per sector (the goal is 0.1 ms per sector).
     """
     scenario = load_scenario(scenario_name)
     interval = scenario.decision_interval_minutes
@@ -108,6 +139,7 @@ def bench_envs(scenario_name: str = "default", steps: int = 2000, seed: int = 0)
         "steps": steps,
         "decision_interval_minutes": interval,
         "envs": rows,
+        "observation": _observation_cost(OperationEnv(scenario), steps, seed),
     }
 
 
