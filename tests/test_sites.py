@@ -32,11 +32,14 @@ from conftest import run as run_cli
 from test_live_twin import recorded
 from test_server import free_port
 
+from policies.server.config import SiteSpec
+from policies.server.sites import Site
+from policies.store import open_store
 from twin.eventlog import log_start
 from twin.floor_events import FLOOR_EVENTS_FILE, read_jsonl
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
-from twin.wallclock import format_timestamp
+from twin.wallclock import format_timestamp, minute_of
 
 BATCH = 2000
 CALIBRATED = "extends: default\nname: default-site-a\n"  # a site's own copy of default
@@ -239,6 +242,30 @@ def test_bad_events_are_rejected_with_reasons_and_the_rest_kept(server: Server, 
     metrics = server.get("/metrics").text
     for kind in ("schema", "scenario", "late"):
         assert f'synctwin_site_event_rejections_total{{kind="{kind}",site="idem"}}' in metrics
+
+
+def test_a_refused_event_does_not_hand_on_a_grid_state_early(run: tuple) -> None:
+    """The state at a grid point is handed on only when an *accepted* event finalises it.
+
+    A refused event from far ahead (an unknown sector, an hour past the point) must
+    not take the point's state: events within the reorder tolerance before the point,
+    arriving after it, belong in that state.
+    """
+    sc, events, seen = run
+    site = Site(SiteSpec(name="grid", scenario="default"), sc, open_store("sqlite://"))
+    handed: dict[float, OperationSnapshot] = {}
+    site.watch_grid(lambda _site, minute, state: handed.setdefault(minute, state))
+    want, n = seen[20]  # a decision at 10:00, with events up to it
+    zero = site.twin.zero
+    before = [e for e in events[:n] if minute_of(e["timestamp"], zero) < want.minute - 1]
+    site.take(before)
+    arrive = next(e for e in events if e["kind"] == "item_arrive")
+    far = format_timestamp(want.minute + 60, zero)
+    refused = site.take([dict(arrive, id="far-moon", timestamp=far, sector="moon")])
+    assert [(r.id, r.kind) for r in refused.refused] == [("far-moon", "scenario")]
+    assert want.minute not in handed  # the refused event finalised nothing
+    site.take(events[len(before) :])
+    assert handed[want.minute] == want  # the last minute's events are in it
 
 
 # --------------------------------------------------------------------------- advice

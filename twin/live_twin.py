@@ -40,7 +40,7 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
@@ -167,15 +167,23 @@ class LiveTwin:
         """Minute before which no event is accepted any more (latest seen minus tolerance)."""
         return self._latest - self.tolerance_minutes
 
-    def ingest(self, batch: Iterable[Any]) -> IngestResult:
+    def ingest(
+        self, batch: Iterable[Any], before_take: Callable[[float], None] | None = None
+    ) -> IngestResult:
         """Take a batch of events (mappings as sent, or :data:`FloorEvent` models).
+
+        Args:
+            batch: the events, in the order they came.
+            before_take: called with an event's minute once it has passed every check,
+                just before it is taken in (a site hands on the states at the grid
+                points it finalises: only an accepted event moves the watermark).
 
         Returns:
             counts of accepted and duplicate events, and each rejection with its reason.
         """
         result = IngestResult()
         for raw in batch:
-            self._take(raw, result)
+            self._take(raw, result, before_take)
         self._apply_until(self.watermark, result)
         self.accepted += result.accepted
         self.duplicates += result.duplicate
@@ -189,7 +197,9 @@ class LiveTwin:
         self.rejections.extend(result.rejected)
         return result
 
-    def _take(self, raw: Any, result: IngestResult) -> None:
+    def _take(
+        self, raw: Any, result: IngestResult, before_take: Callable[[float], None] | None
+    ) -> None:
         eid = raw.get("id") if isinstance(raw, dict) else getattr(raw, "__dict__", {}).get("id")
         eid = eid if isinstance(eid, str) else None
         try:
@@ -216,6 +226,8 @@ class LiveTwin:
                 )
             )
             return
+        if before_take is not None:
+            before_take(r.minute)
         self._seen.add(ev.id)
         heapq.heappush(self._buffer, _Pending(r.minute, next(self._seq), ev.kind, ev, r))
         self._latest = max(self._latest, r.minute)

@@ -157,12 +157,12 @@ class Site:
                 self.last_seq = row.seq
         return out
 
-    def _pass_grid(self, raw: Any) -> None:
-        """Hand ``_on_grid`` the state at each grid point ``raw``'s arrival will finalise."""
-        try:
-            minute = self.twin.minute(raw["timestamp"])
-        except (KeyError, TypeError, ValueError):
-            return  # the twin refuses it, and the watermark does not move
+    def _pass_grid(self, minute: float) -> None:
+        """Hand ``_on_grid`` the state at each grid point an event at ``minute`` finalises.
+
+        Called by the twin for an event that passed every check, just before it is
+        taken in: a refused event moves nothing.
+        """
         step = float(self.scenario.decision_interval_minutes)
         while self.next_grid < minute - self.twin.tolerance_minutes and self._on_grid is not None:
             try:
@@ -175,9 +175,8 @@ class Site:
 
     def _apply(self, raw: Any, out: list[Refusal]) -> None:
         """Ingest one event, naming the kind of each refusal from where it happened."""
-        if self._on_grid is not None:
-            self._pass_grid(raw)
-        result = self.twin.ingest([raw])
+        watch = self._pass_grid if self._on_grid is not None else None
+        result = self.twin.ingest([raw], before_take=watch)
         for rid, reason in result.rejected:
             if result.accepted == 0 and rid == raw.get("id"):  # refused on the way in
                 # the twin's rejections carry no kind; "too late" is its documented wording
