@@ -146,7 +146,8 @@ def test_dagger_needs_a_teacher(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["peak-surge", "lean-week"])
 def test_shipped_suite_bundle_matches_the_twin_and_beats_threshold(name: str) -> None:
-    """The bundles trained by DAgger from lookahead (README: Results on the headroom suite)."""
+    """The bundles trained by DAgger from lookahead, then PPO (README: Results on the headroom
+    suite)."""
     from policies.bundle import read_manifest
     from policies.runtime import BundlePolicy
     from twin.runner import simulate
@@ -158,6 +159,8 @@ def test_shipped_suite_bundle_matches_the_twin_and_beats_threshold(name: str) ->
     assert manifest.scenario.digest == sc.digest  # retrain when the scenario changes
     teacher = manifest.training["warm_start"]
     assert teacher["baseline"] == "lookahead" and len(teacher["rounds"]) > 1
+    assert manifest.training["timesteps"] > 0  # fine-tuned by PPO after the imitation
+    assert manifest.evaluation["vs_threshold"] < 0  # on the run's own held-out seeds
     policy = BundlePolicy(bundle, sc)
     seeds = range(4)  # compare's held-out seeds: never trained on
     learned = [simulate(sc, policy, s).kpis().total.total_cost for s in seeds]
