@@ -168,3 +168,20 @@ def test_shipped_suite_bundle_matches_the_twin_and_beats_threshold(name: str) ->
         simulate(sc, make_controller("threshold", sc, s), s).kpis().total.total_cost for s in seeds
     ]
     assert np.mean(learned) < np.mean(rule)
+
+
+def test_held_out_variants_load_and_fit_the_peak_surge_bundle() -> None:
+    """``experiments/variants`` (README: variants never trained on) differ from the
+    scenario the bundle trained on, yet its policies can act on them."""
+    from policies.runtime import BundlePolicy
+    from twin.runner import simulate
+
+    root = Path(__file__).resolve().parent.parent
+    base = load_scenario("peak-surge")
+    files = sorted((root / "experiments" / "variants").glob("peak-surge-*.yaml"))
+    assert len(files) == 4
+    for f in files:
+        sc = load_scenario(str(f))
+        assert sc.digest != base.digest and sc.sector_names == base.sector_names
+        policy = BundlePolicy(root / "policies" / "peak-surge", sc)
+        assert simulate(sc, policy, 0).kpis().total.total_cost > 0
