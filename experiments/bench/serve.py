@@ -425,7 +425,7 @@ def bench_serve(
                 url, bodies({"impact": True}), AdviceOptions().samples
             )
             result["policy_during_impact"] = policy_during_impact(
-                url, bodies({"impact": True}), n=max(200, requests // 4)
+                url, bodies({"impact": True}), n=max(200, requests)
             )
             mem = _rss_kb(server.proc.pid)
             result["rss_mb"] = round(mem["VmRSS"] / 1024, 1)
