@@ -41,7 +41,7 @@ from twin.features import (
 )
 from twin.model import OperationModel
 from twin.multi_agent import OperationParallelEnv
-from twin.rewards import cost_scale
+from twin.rewards import REWARD_KINDS, cost_scale
 from twin.runner import simulate
 from twin.scenario import Scenario, builtin_names, load_scenario, scenario_from_dict
 from twin.spaces import ActionCodec
@@ -372,6 +372,45 @@ def test_rewards_mean_is_the_operation_reward_and_costs_add_up() -> None:
     assert total_cost == pytest.approx(single.core.model.kpis().total.total_cost)
     # scale: one average sector's nominal crew for one interval at the regular rate
     assert cost_scale(scenario) == pytest.approx(25.0 * 0.5 * (9 + 8 + 20 + 16 + 9) / 5)
+
+
+def test_avoidable_reward_leaves_out_regular_pay_only() -> None:
+    """The two rewards of the same course differ by each sector's regular pay of the
+    interval, and the avoidable costs add up to the KPIs' ``avoidable_cost``."""
+    scenario = load_scenario("absenteeism")  # absences: the regular pay varies
+    envs = {k: OperationParallelEnv(scenario, team_weight=0.0, reward=k) for k in REWARD_KINDS}
+    for env in envs.values():
+        env.reset(seed=7)
+    rng = np.random.default_rng(2)
+    scale = cost_scale(scenario)
+    sums = dict.fromkeys(scenario.sector_names, 0.0)
+    regular_before = dict.fromkeys(scenario.sector_names, 0.0)
+    gaps = []
+    done = False
+    while not done:
+        actions = {
+            a: rng.integers(envs["cost"].action_space(a).nvec) for a in scenario.sector_names
+        }
+        out = {k: env.step(actions) for k, env in envs.items()}
+        model = envs["cost"].core.model
+        assert model is not None
+        kpis = model.kpis()
+        for a in scenario.sector_names:
+            avoidable = out["avoidable"][4][a]["cost"]
+            sums[a] += avoidable
+            regular = kpis.sectors[a].regular_cost - regular_before[a]
+            regular_before[a] = kpis.sectors[a].regular_cost
+            assert out["cost"][4][a]["cost"] == pytest.approx(avoidable + regular, abs=1e-6)
+            # team_weight 0: a sector's reward is minus its own cost over the scale
+            assert out["avoidable"][1][a] == pytest.approx(-avoidable / scale, abs=1e-9)
+            gaps.append(out["avoidable"][1][a] - out["cost"][1][a])
+        done = all(out["cost"][3].values())
+    for a in scenario.sector_names:
+        assert sums[a] == pytest.approx(kpis.sectors[a].avoidable_cost, abs=1e-6)
+    # regular pay came out (none at night), and it varied
+    assert min(gaps) >= 0 and len({round(g, 9) for g in gaps if g > 0}) > 1
+    with pytest.raises(ValueError, match="reward"):
+        EnvConfig.from_mapping({"reward": "profit"})
 
 
 def test_env_config_validates_at_the_border() -> None:

@@ -297,8 +297,25 @@ def _stop_cluster(temp_dir: str) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+#: the DAgger recipe in miniature: a lookahead teacher, one cloned episode, one DAgger
+#: round of two, no PPO
+DAGGER = [
+    "--scenario", "claims",
+    "--warm-start", "lookahead",
+    "--warm-start-seeds", "1",
+    "--warm-start-epochs", "3",
+    "--dagger-rounds", "1",
+    "--dagger-seeds", "2",
+    "--timesteps", "0",
+    "--hidden", "32,32",
+    "--eval-seeds", "1",
+]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_train_on_a_ray_cluster(tmp_path: Path) -> None:
+    # the DAgger recipe on one machine first (its own local Ray), for the comparison below
+    synctwin("train", *DAGGER, "--out", str(tmp_path / "dagger-local"))
     port = _free_port()
     # a short temp dir: Ray's unix socket paths must stay under ~107 characters
     temp_dir = tempfile.mkdtemp(prefix="st-ray-")
@@ -324,6 +341,26 @@ def test_train_on_a_ray_cluster(tmp_path: Path) -> None:
         assert manifest["sessions"][0]["address"] == f"127.0.0.1:{port}"
         assert "2 iterations" in proc.stdout
         assert _cluster_pids(temp_dir), "the cluster is still up: the trainer only disconnected"
+        # the same DAgger command with --address: every teacher episode is a task on the
+        # cluster, the students travel to them; the labels, the fits and the held-out
+        # costs are the ones the machine alone gave
+        synctwin(
+            "train", *DAGGER, "--address", f"127.0.0.1:{port}",
+            "--out", str(tmp_path / "dagger-cluster"), env=env,
+        )  # fmt: skip
+        local, cluster = (
+            json.loads((tmp_path / d / "run.json").read_text())["warm_start"]["rounds"]
+            for d in ("dagger-local", "dagger-cluster")
+        )
+        assert [r["labelled_on"] for r in local] == ["local", "local"]
+        assert [r["labelled_on"] for r in cluster] == ["cluster", "cluster"]
+        assert [r["episodes"] for r in cluster] == [1, 2]
+        for a, b in zip(local, cluster, strict=True):
+            assert (a["labels"], a["fit"], a["mean_total_cost"]) == (
+                b["labels"],
+                b["fit"],
+                b["mean_total_cost"],
+            )
     finally:
         _stop_cluster(temp_dir)
         deadline = time.monotonic() + 20
@@ -409,6 +446,8 @@ def invoke(*args: str) -> tuple[int, str]:
         (["--address", "127.0.0.1:{port}"], "cannot reach a Ray cluster"),
         (["--sweep", "{missing}"], "does not exist"),
         (["--warm-start", "oracle"], "unknown strategy"),
+        (["--reward", "profit"], "--reward 'profit': valid are cost, avoidable"),
+        (["--backend", "sb3", "--reward", "avoidable"], "are rllib's"),
         (["--scenario", "default,claims"], "train them separately"),
     ],
 )

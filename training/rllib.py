@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,7 @@ def train_rllib(
         "policy_mode": settings.policy_mode,
         "env_config": {
             "team_weight": settings.team_weight,
+            "reward": settings.reward,
             "max_lend": settings.max_lend,
             "max_flex": settings.max_flex,
         },
@@ -261,7 +262,9 @@ def train_rllib(
         if checkpoint is not None:
             algo.restore_from_path(str(checkpoint.resolve()))
         elif settings.warm_start:
-            report = warm_start(algo, settings, scenarios, ids, evaluate, on_round)
+            report = warm_start(
+                algo, settings, scenarios, ids, evaluate, on_round, on_cluster=bool(address)
+            )
             last = report["rounds"][-1]
             report["evaluation"] = {
                 "mean_total_cost": last["mean_total_cost"],
@@ -354,6 +357,37 @@ def train_rllib(
             ray.shutdown()
 
 
+def label_on_cluster(
+    scenarios: Sequence[Any],
+    jobs: Sequence[tuple[int, int]],
+    labelling: Any,
+    actors: Sequence[Any] | None,
+) -> list[Any]:
+    """A round's episodes as one-CPU Ray tasks (the :data:`training.warm_start.EpisodeMap`
+    of a trainer that joined a cluster): an episode of a teacher that rolls out is some
+    seconds of CPU, coarse enough for a task, and the episodes are independent. The
+    scenarios and the students go to the object store once per round."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(_label_task)
+    scenario_refs = [ray.put(sc) for sc in scenarios]
+    actor_refs = None if actors is None else [ray.put(a) for a in actors]
+    refs = [
+        task.remote(
+            scenario_refs[k], seed, labelling, None if actor_refs is None else actor_refs[k]
+        )
+        for k, seed in jobs
+    ]
+    return list(ray.get(refs))
+
+
+def _label_task(scenario: Any, seed: int, labelling: Any, actor: Any) -> Any:
+    from training.warm_start import label_episode
+
+    single_thread_torch()
+    return label_episode(scenario, seed, labelling, actor)
+
+
 def warm_start(
     algo: Any,
     settings: RLlibSettings,
@@ -361,6 +395,8 @@ def warm_start(
     ids: list[str],
     evaluate: Callable[[], Any],
     on_round: OnIteration | None = None,
+    *,
+    on_cluster: bool = False,
 ) -> dict[str, Any]:
     """Imitate the teacher ``settings.warm_start`` on training seeds, then DAgger.
 
@@ -370,8 +406,10 @@ def warm_start(
     and refits on everything labelled so far (Ross et al., 2011). The policies are
     evaluated on the held-out seeds after every round (the report's ``rounds``).
     Seeds come from the training pool in consecutive blocks, so evaluation seeds stay
-    held out. Teachers that roll out (``lookahead``, ``hindsight``) share one process
-    pool of all cores.
+    held out. On one machine, teachers that roll out (``lookahead``, ``hindsight``)
+    share one process pool of all cores; ``on_cluster`` (the trainer joined a Ray
+    cluster) runs every episode as a one-CPU task on the cluster instead
+    (:func:`label_on_cluster`). The labels are the same either way.
     """
     from agents.evaluation import process_pool
     from training.evaluate import ModuleController
@@ -384,13 +422,15 @@ def warm_start(
     common = dict(
         baseline=settings.warm_start,
         team_weight=settings.team_weight,
+        reward=settings.reward,
         max_lend=settings.max_lend,
         max_flex=settings.max_flex,
         gamma=settings.gamma,
         shared=shared,
     )
     rounds: list[dict[str, Any]] = []
-    pool = process_pool(None)
+    pool = None if on_cluster else process_pool(None)
+    spread = label_on_cluster if on_cluster else None
     try:
         start = settings.train_seed_base
         data = None
@@ -411,7 +451,7 @@ def warm_start(
                     )
                     for sc in scenarios
                 ]
-            fresh = collect(scenarios, seeds, actors=actors, pool=pool, **common)
+            fresh = collect(scenarios, seeds, actors=actors, pool=pool, spread=spread, **common)
             data = fresh if data is None else merge(data, fresh)
             fit = pretrain(
                 learner_modules(algo, ids),
@@ -429,6 +469,7 @@ def warm_start(
                     "round": r,
                     "episodes": len(scenarios) * count,
                     "labels": int(sum(len(v) for v in data.actions.values())),
+                    "labelled_on": "cluster" if on_cluster else "local",
                     "seconds": time.perf_counter() - t0,
                     "fit": fit,
                     "mean_total_cost": ev.policy_cost,

@@ -14,6 +14,7 @@ from typing import Any
 
 from training.runs import TrainingError
 from training.scenarios import EVAL_SEED_BASE, TRAIN_SEED_BASE, TRAIN_SEED_COUNT
+from twin.rewards import REWARD_KINDS
 
 POLICY_MODES = ("per_sector", "shared")
 
@@ -33,6 +34,8 @@ class RLlibSettings:
     num_env_runners: int = 0
     envs_per_runner: int = 8
     team_weight: float = 0.5
+    #: "cost" or "avoidable": the rewards count regular pay, or leave it out (twin.rewards)
+    reward: str = "cost"
     max_lend: int = 5
     max_flex: int = 5
     lr: float = 3e-4
@@ -81,6 +84,8 @@ class RLlibSettings:
             raise TrainingError("num_env_runners must be >= 0 and envs_per_runner >= 1")
         if self.dagger_rounds < 0 or self.dagger_seeds < 1 or self.warm_start_seeds < 1:
             raise TrainingError("dagger rounds must be >= 0, dagger and warm-start seeds >= 1")
+        if self.reward not in REWARD_KINDS:
+            raise TrainingError(f"reward {self.reward!r} is not one of {', '.join(REWARD_KINDS)}")
         if self.dagger_rounds and self.warm_start is None:
             raise TrainingError("--dagger-rounds needs a teacher: give --warm-start NAME")
         if self.warm_start is not None:
@@ -96,6 +101,7 @@ class RLlibSettings:
         return {
             "scenarios": list(self.scenarios),
             "team_weight": self.team_weight,
+            "reward": self.reward,
             "max_lend": self.max_lend,
             "max_flex": self.max_flex,
             "seed_base": self.train_seed_base,

@@ -39,7 +39,7 @@ class SyncTwinMultiAgentEnv(MultiAgentEnv):
     Args:
         config: RLlib's ``env_config`` (an ``EnvContext`` or any mapping) with the keys
             of :class:`twin.env.EnvConfig`: ``scenario``, ``team_weight``, ``max_lend``,
-            ``max_flex``. ``None`` uses the defaults.
+            ``max_flex``, ``reward``. ``None`` uses the defaults.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -51,6 +51,7 @@ class SyncTwinMultiAgentEnv(MultiAgentEnv):
             team_weight=args.team_weight,
             max_lend=args.max_lend,
             max_flex=args.max_flex,
+            reward=args.reward,
         )
         self.possible_agents = list(self.par_env.possible_agents)
         self.agents = list(self.possible_agents)

@@ -15,7 +15,7 @@ field; value heads learn the discounted returns by mean squared error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -25,6 +25,7 @@ import torch
 from agents import make_controller
 from twin.actions import Controller, SectorAction, TwinAware
 from twin.env_core import EnvCore
+from twin.rewards import RewardKind
 from twin.scenario import Scenario
 
 
@@ -35,6 +36,87 @@ class Demonstrations:
     obs: dict[str, np.ndarray]
     actions: dict[str, np.ndarray]
     returns: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """How a round labels its episodes: the teacher and the training env's settings."""
+
+    baseline: str
+    team_weight: float
+    max_lend: int
+    max_flex: int
+    reward: RewardKind = "cost"
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One labelled episode, decision by decision: the features ``(T, sectors, f)``, the
+    teacher's action vectors ``(T, sectors, fields)`` and the driven course's sector
+    rewards ``(T, sectors)``."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+
+
+#: Runs a round's episodes, given as ``(scenario index, seed)``, wherever it likes (e.g.
+#: as tasks on a Ray cluster); gives them back in the order asked.
+EpisodeMap = Callable[
+    [Sequence[Scenario], Sequence[tuple[int, int]], Labelling, Sequence[Controller] | None],
+    list[Episode],
+]
+
+
+def label_episode(
+    scenario: Scenario,
+    seed: int,
+    labelling: Labelling,
+    actor: Controller | None = None,
+    pool: Executor | None = None,
+) -> Episode:
+    """Drive one episode of ``scenario`` on ``seed`` and label every decision.
+
+    The teacher (``labelling.baseline``) drives, or, with ``actor``, only labels the
+    states the actor drives into (DAgger). A teacher that must see the twin itself
+    (``hindsight``) is attached to the training twin, and re-attached at every decision
+    when another controller drives, so it judges each state afresh. ``pool`` is lent
+    to teachers that spread their rollouts (``lookahead``, ``hindsight``); the labels
+    are the same with or without it (common random numbers per seed).
+    """
+    core = EnvCore(
+        scenario,
+        team_weight=labelling.team_weight,
+        max_lend=labelling.max_lend,
+        max_flex=labelling.max_flex,
+        reward=labelling.reward,
+    )
+    teacher = make_controller(labelling.baseline, scenario, seed)
+    if pool is not None and hasattr(teacher, "use_pool"):
+        teacher.use_pool(pool)
+    feats = core.reset(np.random.default_rng(seed))
+    aware = isinstance(teacher, TwinAware)
+    ep_obs: list[np.ndarray] = []
+    ep_act: list[np.ndarray] = []
+    ep_rew: list[np.ndarray] = []
+    done = False
+    try:
+        while not done:
+            if aware and (actor is not None or not ep_obs):
+                assert core.model is not None
+                teacher.attach(core.model)  # type: ignore[union-attr]
+            taught = _vectors(core, teacher.decide(core.live))
+            driven = taught if actor is None else _vectors(core, actor.decide(core.live))
+            actions = {s: core.decode(s, v) for s, v in zip(core.sectors, driven, strict=True)}
+            ep_obs.append(feats.astype(np.float32))
+            ep_act.append(taught)
+            feats, _, rewards, _, done = core.step(actions)
+            ep_rew.append(rewards)
+    finally:
+        close = getattr(teacher, "close", None)
+        if close is not None:
+            close()
+    return Episode(np.asarray(ep_obs), np.asarray(ep_act), np.asarray(ep_rew))
 
 
 def collect(
@@ -49,57 +131,45 @@ def collect(
     shared: bool,
     actors: Sequence[Controller] | None = None,
     pool: Executor | None = None,
+    spread: EpisodeMap | None = None,
+    reward: RewardKind = "cost",
 ) -> Demonstrations:
     """Label every decision of every (scenario, seed) with ``baseline``'s action.
 
     ``baseline`` is the teacher. Without ``actors`` it also drives the twin (behaviour
     cloning); with ``actors`` (one controller per scenario, e.g. the student) the actor
-    drives and the teacher only labels the states the actor visits (DAgger). A teacher
-    that must see the twin itself (``hindsight``) is attached to the training twin, and
-    re-attached at every decision when another controller drives, so it judges each
-    state afresh. ``pool`` is lent to teachers that spread their rollouts
-    (``lookahead``, ``hindsight``). Returns the discounted returns of the driven course.
+    drives and the teacher only labels the states the actor visits (DAgger); see
+    :func:`label_episode`. Episodes run here one after another, their teachers' rollouts
+    on ``pool``, or wherever ``spread`` runs them (one task per episode on a cluster);
+    either way they are assembled in the same order, so the data are the same.
+    Returns the discounted returns of the driven course.
     """
+    labelling = Labelling(baseline, team_weight, max_lend, max_flex, reward)
+    jobs = [(k, seed) for k in range(len(scenarios)) for seed in seeds]
+    if spread is not None:
+        episodes = spread(scenarios, jobs, labelling, actors)
+    else:
+        episodes = [
+            label_episode(
+                scenarios[k], seed, labelling, None if actors is None else actors[k], pool
+            )
+            for k, seed in jobs
+        ]
+    sectors = list(scenarios[0].sector_names)
+    onehot = np.eye(len(sectors), dtype=np.float32)
     obs: dict[str, list[np.ndarray]] = {}
     acts: dict[str, list[np.ndarray]] = {}
     rets: dict[str, list[np.ndarray]] = {}
-    for k, sc in enumerate(scenarios):
-        core = EnvCore(sc, team_weight=team_weight, max_lend=max_lend, max_flex=max_flex)
-        n = len(core.sectors)
-        onehot = np.eye(n, dtype=np.float32)
-        actor = None if actors is None else actors[k]
-        for seed in seeds:
-            teacher = make_controller(baseline, sc, seed)
-            if pool is not None and hasattr(teacher, "use_pool"):
-                teacher.use_pool(pool)
-            feats = core.reset(np.random.default_rng(seed))
-            aware = isinstance(teacher, TwinAware)
-            ep_obs, ep_act, ep_rew = [], [], []
-            done = False
-            while not done:
-                if aware and (actor is not None or not ep_obs):
-                    assert core.model is not None
-                    teacher.attach(core.model)  # type: ignore[union-attr]
-                taught = _vectors(core, teacher.decide(core.live))
-                driven = taught if actor is None else _vectors(core, actor.decide(core.live))
-                actions = {s: core.decode(s, v) for s, v in zip(core.sectors, driven, strict=True)}
-                ep_obs.append(feats.astype(np.float32))
-                ep_act.append(taught)
-                feats, _, rewards, _, done = core.step(actions)
-                ep_rew.append(rewards)
-            close = getattr(teacher, "close", None)
-            if close is not None:
-                close()
-            returns = _discounted(np.asarray(ep_rew), gamma)  # (T, n)
-            o, a = np.asarray(ep_obs), np.asarray(ep_act)
-            for i, s in enumerate(core.sectors):
-                pid = "shared" if shared else s
-                x = o[:, i]
-                if shared:
-                    x = np.concatenate([x, np.repeat(onehot[i : i + 1], len(x), axis=0)], axis=1)
-                obs.setdefault(pid, []).append(x)
-                acts.setdefault(pid, []).append(a[:, i])
-                rets.setdefault(pid, []).append(returns[:, i])
+    for ep in episodes:
+        returns = _discounted(ep.rewards, gamma)  # (T, n)
+        for i, _ in enumerate(sectors):
+            pid = "shared" if shared else sectors[i]
+            x = ep.obs[:, i]
+            if shared:
+                x = np.concatenate([x, np.repeat(onehot[i : i + 1], len(x), axis=0)], axis=1)
+            obs.setdefault(pid, []).append(x)
+            acts.setdefault(pid, []).append(ep.actions[:, i])
+            rets.setdefault(pid, []).append(returns[:, i])
     return Demonstrations(
         obs={k: np.concatenate(v) for k, v in obs.items()},
         actions={k: np.concatenate(v) for k, v in acts.items()},

@@ -31,7 +31,7 @@ from gymnasium import spaces
 from twin.actions import Controller, SectorAction
 from twin.env_core import EnvConfig, EnvCore, ScenarioArg, resolve_scenario
 from twin.features import FEATURE_HIGH, FEATURE_LOW, N_FEATURES
-from twin.rewards import DEFAULT_TEAM_WEIGHT
+from twin.rewards import DEFAULT_TEAM_WEIGHT, RewardKind
 from twin.spaces import DEFAULT_MAX_FLEX, DEFAULT_MAX_LEND
 
 
@@ -247,6 +247,7 @@ class SectorEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
       plan in force for them (what ``agents.static.StaticController`` returns).
     - ``team_weight``: 0 = only the sector's own cost, 1 = an equal share of the
       total (default 0.5).
+    - ``reward``: ``"cost"`` (default) or ``"avoidable"`` (regular pay left out).
     - ``max_lend``, ``max_flex``, ``render_mode``: as :class:`OperationEnv`.
 
     ``info`` holds ``minute`` and, after a step, ``cost`` (the sector's own cost over
@@ -264,6 +265,7 @@ class SectorEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
         team_weight: float = DEFAULT_TEAM_WEIGHT,
         max_lend: int = DEFAULT_MAX_LEND,
         max_flex: int = DEFAULT_MAX_FLEX,
+        reward: RewardKind = "cost",
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -276,7 +278,11 @@ class SectorEnv(PickleByValue, gymnasium.Env[np.ndarray, np.ndarray]):
             )
         self.controller = controller
         self.core = EnvCore(
-            self.scenario, team_weight=team_weight, max_lend=max_lend, max_flex=max_flex
+            self.scenario,
+            team_weight=team_weight,
+            max_lend=max_lend,
+            max_flex=max_flex,
+            reward=reward,
         )
         self._i = self.core.sectors.index(self.sector)
         self.render_mode = render_mode

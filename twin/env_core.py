@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.actions import SectorAction
 from twin.features import Featurizer
 from twin.model import OperationModel
-from twin.rewards import DEFAULT_TEAM_WEIGHT, CostReward
+from twin.rewards import DEFAULT_TEAM_WEIGHT, CostReward, RewardKind
 from twin.rollout import run_for
 from twin.scenario import MINUTES_PER_DAY, Scenario, load_scenario
 from twin.snapshot import OperationSnapshot
@@ -49,6 +49,8 @@ class EnvConfig(BaseModel):
             1 = fully shared); see :mod:`twin.rewards`.
         max_lend: largest lend count in the action space.
         max_flex: largest flex count in the action space (capped at the flex pool).
+        reward: ``"cost"`` (every cost) or ``"avoidable"`` (regular pay left out); see
+            :mod:`twin.rewards`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +59,7 @@ class EnvConfig(BaseModel):
     team_weight: float = Field(DEFAULT_TEAM_WEIGHT, ge=0.0, le=1.0)
     max_lend: int = Field(DEFAULT_MAX_LEND, ge=0)
     max_flex: int = Field(DEFAULT_MAX_FLEX, ge=0)
+    reward: RewardKind = "cost"
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> EnvConfig:
@@ -72,6 +75,7 @@ class EnvCore:
         team_weight: see :class:`twin.rewards.CostReward`.
         max_lend: see :class:`twin.spaces.ActionCodec`.
         max_flex: see :class:`twin.spaces.ActionCodec`.
+        reward: see :class:`twin.rewards.CostReward` (``kind``).
     """
 
     def __init__(
@@ -81,12 +85,13 @@ class EnvCore:
         team_weight: float = DEFAULT_TEAM_WEIGHT,
         max_lend: int = DEFAULT_MAX_LEND,
         max_flex: int = DEFAULT_MAX_FLEX,
+        reward: RewardKind = "cost",
     ) -> None:
         self.scenario = scenario
         self.sectors: tuple[str, ...] = scenario.sector_names
         self.codecs: dict[str, ActionCodec] = codecs(scenario, max_lend, max_flex)
         self.featurizer = Featurizer(scenario)
-        self.reward = CostReward(scenario, team_weight)
+        self.reward = CostReward(scenario, team_weight, reward)
         self.interval_minutes = scenario.decision_interval_minutes
         #: decision steps in an episode started at minute 0
         self.episode_steps = math.ceil(scenario.horizon_minutes / self.interval_minutes)

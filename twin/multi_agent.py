@@ -17,7 +17,7 @@ from pettingzoo import ParallelEnv
 from twin.env import PickleByValue
 from twin.env_core import EnvCore, ScenarioArg, resolve_scenario
 from twin.features import FEATURE_HIGH, FEATURE_LOW
-from twin.rewards import DEFAULT_TEAM_WEIGHT
+from twin.rewards import DEFAULT_TEAM_WEIGHT, RewardKind
 from twin.spaces import DEFAULT_MAX_FLEX, DEFAULT_MAX_LEND
 
 
@@ -45,6 +45,8 @@ class OperationParallelEnv(PickleByValue, ParallelEnv[str, np.ndarray, np.ndarra
     Args:
         scenario: built-in name, YAML path or :class:`~twin.scenario.Scenario`.
         team_weight: see above (default 0.5).
+        reward: ``"cost"`` (default) or ``"avoidable"`` (regular pay left out; see
+            :mod:`twin.rewards`).
         max_lend: largest lend count per sector (default 5).
         max_flex: largest flex count per sector (default 5, capped at the flex pool).
         render_mode: ``None`` or ``"ansi"``.
@@ -67,13 +69,18 @@ class OperationParallelEnv(PickleByValue, ParallelEnv[str, np.ndarray, np.ndarra
         team_weight: float = DEFAULT_TEAM_WEIGHT,
         max_lend: int = DEFAULT_MAX_LEND,
         max_flex: int = DEFAULT_MAX_FLEX,
+        reward: RewardKind = "cost",
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.scenario = resolve_scenario(scenario)
         self.core = EnvCore(
-            self.scenario, team_weight=team_weight, max_lend=max_lend, max_flex=max_flex
+            self.scenario,
+            team_weight=team_weight,
+            max_lend=max_lend,
+            max_flex=max_flex,
+            reward=reward,
         )
         self.render_mode = render_mode
         self.possible_agents: list[str] = list(self.core.sectors)

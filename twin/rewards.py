@@ -27,9 +27,18 @@ interval (``-staff_i / mean staff``), and each SLA miss is worth
 the sector and the team by ``team_weight``. If the regular rate is 0, the first
 positive of the overtime rate, the flex rate and the miss penalty stands in for it
 (then 1).
+
+**Avoidable cost** (``reward="avoidable"``): the same with each sector's regular pay left
+out, i.e. the increase of ``avoidable_cost`` (overtime, flex, transfers and SLA
+penalties; :mod:`twin.kpis`). Regular pay is the rostered hours of the staff who came
+in: no action changes it, but absences move it from seed to seed, so in the ``cost``
+reward it is noise a policy cannot learn from. Both rewards differ by that pay alone, so
+an action's effect on them is the same.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
@@ -39,6 +48,10 @@ from twin.scenario import Scenario
 
 #: Default mix of own and shared cost for sector rewards (0 = silos, 1 = fully shared).
 DEFAULT_TEAM_WEIGHT = 0.5
+
+#: What a reward counts: every cost, or only what actions can change (regular pay left out).
+RewardKind = Literal["cost", "avoidable"]
+REWARD_KINDS: tuple[str, ...] = ("cost", "avoidable")
 
 
 def cost_scale(scenario: Scenario) -> float:
@@ -61,8 +74,11 @@ def cost_scale(scenario: Scenario) -> float:
     return float(rate * scenario.decision_interval_minutes / 60.0 * staff)
 
 
-def sector_costs(kpis: Kpis, sectors: tuple[str, ...]) -> np.ndarray:
-    """Cumulative ``labor_cost + penalty_cost`` of each sector, in the order given."""
+def sector_costs(kpis: Kpis, sectors: tuple[str, ...], kind: RewardKind = "cost") -> np.ndarray:
+    """Cumulative ``labor_cost + penalty_cost`` of each sector, in the order given;
+    ``kind="avoidable"``: without regular pay (``avoidable_cost``)."""
+    if kind == "avoidable":
+        return np.array([kpis.sectors[s].avoidable_cost for s in sectors], dtype=np.float64)
     return np.array(
         [kpis.sectors[s].labor_cost + kpis.sectors[s].penalty_cost for s in sectors],
         dtype=np.float64,
@@ -75,11 +91,20 @@ class CostReward:
     Args:
         scenario: the scenario (sectors, costs, decision interval).
         team_weight: 0 = each sector pays only its own cost, 1 = all share the total.
+        kind: ``"cost"`` (every cost) or ``"avoidable"`` (regular pay left out).
     """
 
-    def __init__(self, scenario: Scenario, team_weight: float = DEFAULT_TEAM_WEIGHT) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        team_weight: float = DEFAULT_TEAM_WEIGHT,
+        kind: RewardKind = "cost",
+    ) -> None:
         if not 0.0 <= team_weight <= 1.0:
             raise ValueError(f"team_weight must be within [0, 1], got {team_weight}")
+        if kind not in REWARD_KINDS:
+            raise ValueError(f"reward must be one of {', '.join(REWARD_KINDS)}, got {kind!r}")
+        self.kind: RewardKind = kind
         self.sectors = scenario.sector_names
         self.team_weight = float(team_weight)
         self.scale = cost_scale(scenario)
@@ -87,7 +112,7 @@ class CostReward:
 
     def reset(self, kpis: Kpis) -> None:
         """Start counting from ``kpis`` (the record at the start of an episode)."""
-        self._last = sector_costs(kpis, self.sectors)
+        self._last = sector_costs(kpis, self.sectors, self.kind)
 
     def step(self, kpis: Kpis) -> tuple[np.ndarray, np.ndarray, float]:
         """Costs since the last call and the rewards they give.
@@ -97,7 +122,7 @@ class CostReward:
             (currency), each sector's reward, and the whole operation's reward
             (the mean of the sector rewards).
         """
-        now = sector_costs(kpis, self.sectors)
+        now = sector_costs(kpis, self.sectors, self.kind)
         cost = now - self._last
         self._last = now
         n = len(self.sectors)

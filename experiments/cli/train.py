@@ -145,6 +145,12 @@ def train(
     team_weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="share of the operation's cost in rewards")
     ] = 0.5,
+    reward: Annotated[
+        str,
+        typer.Option(
+            help="cost (every cost) or avoidable (regular pay left out: what actions change)"
+        ),
+    ] = "cost",
     lr: Annotated[float, typer.Option(min=0.0, help="learning rate")] = 3e-4,
     entropy_coeff: Annotated[float, typer.Option(min=0.0, help="entropy bonus")] = 0.01,
     batch_size: Annotated[int, typer.Option(min=1, help="env steps per PPO iteration")] = 4000,
@@ -174,9 +180,12 @@ def train(
     with training_errors():
         from training.runs import TrainingError, check_run_dir
         from training.scenarios import load_training_scenarios
+        from twin.rewards import REWARD_KINDS
 
         if backend not in BACKENDS:
             raise TrainingError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
+        if reward not in REWARD_KINDS:
+            raise TrainingError(f"--reward {reward!r}: valid are {', '.join(REWARD_KINDS)}")
         # unknown scenarios, and scenarios that cannot share policies, fail before Ray starts
         load_training_scenarios(scenarios)
         check_output_dir(out)
@@ -185,8 +194,10 @@ def train(
         if backend == "sb3":
             if address or sweep:
                 raise TrainingError("--backend sb3 runs on one machine: no --address or --sweep")
-            if timesteps == 0 or warm_start or dagger_rounds:
-                raise TrainingError("--warm-start, --dagger-rounds and --timesteps 0 are rllib's")
+            if timesteps == 0 or warm_start or dagger_rounds or reward != "cost":
+                raise TrainingError(
+                    "--warm-start, --dagger-rounds, --reward and --timesteps 0 are rllib's"
+                )
             _train_sb3(out, scenarios, timesteps, resume, seed, lr, entropy_coeff, hidden, epochs)
             return
         from training.rllib import RLlibSettings, check_address, train_rllib
@@ -199,6 +210,7 @@ def train(
             num_env_runners=num_env_runners,
             envs_per_runner=envs_per_runner,
             team_weight=team_weight,
+            reward=reward,
             lr=lr,
             entropy_coeff=entropy_coeff,
             train_batch_size=batch_size,
