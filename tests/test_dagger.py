@@ -170,6 +170,31 @@ def test_shipped_suite_bundle_matches_the_twin_and_beats_threshold(name: str) ->
     assert np.mean(learned) < np.mean(rule)
 
 
+def test_shipped_suite_set_beats_threshold_on_every_suite_scenario() -> None:
+    """``policies/suite``: one set of per-sector policies trained across the headroom suite
+    (README: one set of policies for the whole suite) acts on each of its scenarios."""
+    from policies.bundle import read_manifest
+    from policies.runtime import BundlePolicy
+    from twin.runner import simulate
+
+    bundle = Path(__file__).resolve().parent.parent / "policies" / "suite"
+    manifest = read_manifest(bundle)
+    suite = ["peak-surge", "lean-week", "volatile-peak"]
+    assert manifest.training["scenarios"] == suite
+    assert manifest.training["warm_start"]["baseline"] == "lookahead"
+    assert manifest.evaluation["scenarios"] == suite and manifest.evaluation["vs_threshold"] < 0
+    seeds = range(4)  # compare's held-out seeds: never trained on
+    for name in suite:
+        sc = load_scenario(name)
+        policy = BundlePolicy(bundle, sc)
+        learned = [simulate(sc, policy, s).kpis().total.total_cost for s in seeds]
+        rule = [
+            simulate(sc, make_controller("threshold", sc, s), s).kpis().total.total_cost
+            for s in seeds
+        ]
+        assert np.mean(learned) < np.mean(rule), name
+
+
 def test_held_out_variants_load_and_fit_the_peak_surge_bundle() -> None:
     """``experiments/variants`` (README: variants never trained on) differ from the
     scenario the bundle trained on, yet its policies can act on them."""
