@@ -413,7 +413,7 @@ def warm_start(
     """
     from agents.evaluation import process_pool
     from training.evaluate import ModuleController
-    from training.warm_start import collect, merge, pretrain
+    from training.warm_start import collect, digest, merge, pretrain
     from twin.spaces import codecs
 
     t0 = time.perf_counter()
@@ -470,6 +470,7 @@ def warm_start(
                     "episodes": len(scenarios) * count,
                     "labels": int(sum(len(v) for v in data.actions.values())),
                     "labelled_on": "cluster" if on_cluster else "local",
+                    "labels_digest": digest(fresh),
                     "seconds": time.perf_counter() - t0,
                     "fit": fit,
                     "mean_total_cost": ev.policy_cost,
