@@ -163,8 +163,8 @@ def collect(
     rets: dict[str, list[np.ndarray]] = {}
     for ep in episodes:
         returns = _discounted(ep.rewards, gamma)  # (T, n)
-        for i, _ in enumerate(sectors):
-            pid = "shared" if shared else sectors[i]
+        for i, sector in enumerate(sectors):
+            pid = "shared" if shared else sector
             x = ep.obs[:, i]
             if shared:
                 x = np.concatenate([x, np.repeat(onehot[i : i + 1], len(x), axis=0)], axis=1)
