@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -357,37 +357,6 @@ def train_rllib(
             ray.shutdown()
 
 
-def label_on_cluster(
-    scenarios: Sequence[Any],
-    jobs: Sequence[tuple[int, int]],
-    labelling: Any,
-    actors: Sequence[Any] | None,
-) -> list[Any]:
-    """A round's episodes as one-CPU Ray tasks (the :data:`training.warm_start.EpisodeMap`
-    of a trainer that joined a cluster): an episode of a teacher that rolls out is some
-    seconds of CPU, coarse enough for a task, and the episodes are independent. The
-    scenarios and the students go to the object store once per round."""
-    import ray
-
-    task = ray.remote(num_cpus=1)(_label_task)
-    scenario_refs = [ray.put(sc) for sc in scenarios]
-    actor_refs = None if actors is None else [ray.put(a) for a in actors]
-    refs = [
-        task.remote(
-            scenario_refs[k], seed, labelling, None if actor_refs is None else actor_refs[k]
-        )
-        for k, seed in jobs
-    ]
-    return list(ray.get(refs))
-
-
-def _label_task(scenario: Any, seed: int, labelling: Any, actor: Any) -> Any:
-    from training.warm_start import label_episode
-
-    single_thread_torch()
-    return label_episode(scenario, seed, labelling, actor)
-
-
 def warm_start(
     algo: Any,
     settings: RLlibSettings,
@@ -409,7 +378,7 @@ def warm_start(
     held out. On one machine, teachers that roll out (``lookahead``, ``hindsight``)
     share one process pool of all cores; ``on_cluster`` (the trainer joined a Ray
     cluster) runs every episode as a one-CPU task on the cluster instead
-    (:func:`label_on_cluster`). The labels are the same either way.
+    (:func:`training.warm_start.label_on_cluster`). The labels are the same either way.
     """
     from agents.evaluation import process_pool
     from training.evaluate import ModuleController
@@ -429,6 +398,8 @@ def warm_start(
         shared=shared,
     )
     rounds: list[dict[str, Any]] = []
+    from training.warm_start import label_on_cluster
+
     pool = None if on_cluster else process_pool(None)
     spread = label_on_cluster if on_cluster else None
     try:

@@ -120,6 +120,39 @@ def label_episode(
     return Episode(np.asarray(ep_obs), np.asarray(ep_act), np.asarray(ep_rew))
 
 
+def label_on_cluster(
+    scenarios: Sequence[Scenario],
+    jobs: Sequence[tuple[int, int]],
+    labelling: Labelling,
+    actors: Sequence[Controller] | None,
+) -> list[Episode]:
+    """A round's episodes as one-CPU Ray tasks (the :data:`EpisodeMap`
+    of a trainer that joined a cluster): an episode of a teacher that rolls out is some
+    seconds of CPU, coarse enough for a task, and the episodes are independent. The
+    scenarios and the students go to the object store once per round."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(_label_task)
+    scenario_refs = [ray.put(sc) for sc in scenarios]
+    actor_refs = None if actors is None else [ray.put(a) for a in actors]
+    refs = [
+        task.remote(
+            scenario_refs[k], seed, labelling, None if actor_refs is None else actor_refs[k]
+        )
+        for k, seed in jobs
+    ]
+    return list(ray.get(refs))
+
+
+def _label_task(
+    scenario: Scenario, seed: int, labelling: Labelling, actor: Controller | None
+) -> Episode:
+    from training.rllib_config import single_thread_torch
+
+    single_thread_torch()
+    return label_episode(scenario, seed, labelling, actor)
+
+
 def collect(
     scenarios: Sequence[Scenario],
     seeds: Sequence[int],

@@ -38,7 +38,7 @@ an action's effect on them is the same.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -51,7 +51,7 @@ DEFAULT_TEAM_WEIGHT = 0.5
 
 #: What a reward counts: every cost, or only what actions can change (regular pay left out).
 RewardKind = Literal["cost", "avoidable"]
-REWARD_KINDS: tuple[str, ...] = ("cost", "avoidable")
+REWARD_KINDS: tuple[str, ...] = get_args(RewardKind)
 
 
 def cost_scale(scenario: Scenario) -> float:
