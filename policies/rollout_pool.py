@@ -62,6 +62,9 @@ class RolloutsStopped(Exception):
         super().__init__(message)
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[RolloutsStopped], tuple[StopReason, str]]:
+        return type(self), (self.reason, str(self))  # raised in the rollout host, sent back
+
 
 @dataclass(frozen=True)
 class PolicyRef:
@@ -76,7 +79,7 @@ class PolicyRef:
 _scenario: Scenario | None = None
 _flags: SynchronizedArray | None = None
 _snapshots: dict[str, OperationSnapshot] = {}
-_policies: dict[str, Controller] = {}
+_policies: PolicyCache | None = None
 
 
 #: How much lower a rollout worker's CPU priority is than the server's (``nice``).
@@ -87,15 +90,16 @@ _policies: dict[str, Controller] = {}
 WORKER_NICENESS = 10
 
 
-def _init_worker(scenario: Scenario, flags: SynchronizedArray, parent: int) -> None:
-    global _scenario, _flags
-    _scenario, _flags = scenario, flags
-    os.nice(WORKER_NICENESS)
+def _init_worker(scenario: Scenario, flags: SynchronizedArray, parent: int, niceness: int) -> None:
+    global _scenario, _flags, _policies
+    _scenario, _flags, _policies = scenario, flags, PolicyCache(scenario)
+    if niceness:
+        os.nice(niceness)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    _keep_out_of_gc()
+    keep_out_of_gc()
 
 
-def _keep_out_of_gc() -> None:
+def keep_out_of_gc() -> None:
     """Move what the worker holds for good (its imports, the scenario, a loaded bundle)
     out of the cyclic collector's reach.
 
@@ -126,26 +130,39 @@ def _exit_with(parent: int, every_seconds: float = 0.5) -> None:
     os._exit(0)
 
 
-def _policy(ref: PolicyRef) -> Controller:
-    from policies.runtime import BundlePolicy
+class PolicyCache:
+    """The served bundle, loaded once per version in a process that runs rollouts."""
 
-    if ref.version not in _policies:
-        assert _scenario is not None
-        policy = BundlePolicy(ref.path, scenario=_scenario)
-        if policy.version != ref.version:
-            raise RuntimeError(f"bundle at {ref.path} is now {policy.version}, not {ref.version}")
-        _policies.clear()  # one served bundle at a time
-        _policies[ref.version] = policy
-        _keep_out_of_gc()
-    return _policies[ref.version]
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self._loaded: dict[str, Controller] = {}
+
+    def get(self, ref: PolicyRef) -> Controller:
+        """The bundle ``ref`` names, loaded on first use.
+
+        Raises:
+            RuntimeError: the bundle at ``ref.path`` is no longer ``ref.version``.
+        """
+        if ref.version not in self._loaded:
+            from policies.runtime import BundlePolicy
+
+            policy = BundlePolicy(ref.path, scenario=self.scenario)
+            if policy.version != ref.version:
+                raise RuntimeError(
+                    f"bundle at {ref.path} is now {policy.version}, not {ref.version}"
+                )
+            self._loaded.clear()  # one served bundle at a time
+            self._loaded[ref.version] = policy
+            keep_out_of_gc()
+        return self._loaded[ref.version]
 
 
 def _run_in_worker(
     ticket: int, snapshot_json: str, jobs: tuple[RolloutJob, ...], policy: PolicyRef | None
 ) -> list[Rollout]:
     """Run a batch of jobs in a worker, in turn; stops when the ticket's flag is raised."""
-    assert _scenario is not None and _flags is not None
-    flags = _flags
+    assert _scenario is not None and _flags is not None and _policies is not None
+    flags, policies = _flags, _policies
     snap = _snapshots.get(snapshot_json)
     if snap is None:
         _snapshots.clear()  # one question at a time per worker is the common case
@@ -154,7 +171,7 @@ def _run_in_worker(
     for job in jobs:
         if flags[ticket]:
             raise RolloutInterrupted
-        controller = _policy(policy) if policy is not None and job.with_policy else None
+        controller = policies.get(policy) if policy is not None and job.with_policy else None
         out.append(run_job(_scenario, snap, job, controller, interrupt=lambda: bool(flags[ticket])))
     return out
 
@@ -203,6 +220,8 @@ class RolloutPool:
             ``should_stop``.
         batches_per_worker: a question's jobs go to the workers in this many
             batches per worker (:func:`batches`).
+        niceness: how much lower than this process's the workers' CPU priority is
+            (0 in the rollout host, which runs at the lower priority already).
     """
 
     def __init__(
@@ -214,8 +233,9 @@ class RolloutPool:
         wait_seconds: float = 30.0,
         poll_seconds: float = 0.05,
         batches_per_worker: int = 3,
+        niceness: int = WORKER_NICENESS,
     ) -> None:
-        self.scenario = scenario
+        self.scenario, self.niceness = scenario, niceness
         self.batches_per_worker = batches_per_worker
         self.workers = workers or os.cpu_count() or 1
         self.wait_seconds, self.poll_seconds = wait_seconds, poll_seconds
@@ -232,7 +252,7 @@ class RolloutPool:
             self.workers,
             mp_context=self._ctx,
             initializer=_init_worker,
-            initargs=(self.scenario, self._flags, os.getpid()),
+            initargs=(self.scenario, self._flags, os.getpid(), self.niceness),
         )
 
     def warm(self) -> list[int]:

@@ -153,9 +153,10 @@ def test_in_process_runs_stop_at_their_deadline_too(
 # --------------------------------------------------------------------------- a real server
 
 
-def _children(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    children = [int(p) for p in out.split()]
+    return children + [d for c in children for d in _descendants(c)]
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -229,12 +230,12 @@ class Served:
         )
         wait_ready(self.proc, self.url)
 
-    def workers(self, n: int = 2, timeout: float = 60.0) -> list[int]:
-        """The rollout worker processes, once all ``n`` have started."""
+    def workers(self, n: int = 3, timeout: float = 60.0) -> list[int]:
+        """The rollout processes (the rollout host and its workers), once all ``n`` run."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            kids = [p for p in _children(self.proc.pid) if _alive(p)]
-            # the pool's children: the workers (the resource tracker is a child too)
+            kids = [p for p in _descendants(self.proc.pid) if _alive(p)]
+            # spawned: the host and its workers (the resource trackers are children too)
             workers = [p for p in kids if "spawn_main" in _cmdline(p)]
             if len(workers) >= n:
                 return workers

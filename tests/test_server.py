@@ -739,8 +739,9 @@ def test_bench_serve_smoke(bundles: Bundles, tmp_path: Path) -> None:
     burst = result["policy_during_impact"]
     assert burst["impact_requests_during"] > 0 and burst["impact_errors_during"] == 0
     assert 0 < burst["idle"]["p99_ms"] and 0 < burst["during_impact"]["p99_ms"]
-    # rollouts run in the server's worker processes, which did the impact work
+    # rollouts run in the rollout host's worker processes, which did the impact work
     assert result["rollout_workers"]["processes"] == os.cpu_count()
+    assert result["rollout_host"]["rss_mb"] > 30
     assert result["impact_default"]["sequential"]["rollout_cpu_ms_per_request"] > 0
 
 

@@ -41,7 +41,7 @@ import httpx
 import numpy as np
 
 from experiments.bench import machine
-from experiments.bench.serve import Server, _cpu_seconds, _rss_kb, _stats
+from experiments.bench.serve import Server, _cpu_seconds, _rss_kb, _stats, descendants
 
 GOALS = {"events_per_second": 20_000.0, "state_p99_ms": 5.0}
 BATCHES = (1000, 5000)
@@ -115,22 +115,10 @@ def in_process(scenario_name: str, events: list[dict[str, Any]], repeats: int) -
     }
 
 
-def _children_of_any_thread(pid: int) -> list[int]:
-    """Child processes of ``pid`` started by any of its threads (a pool started from a
-    background thread lists its workers under that thread, not the main one)."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return out
-
-
 def _cpu_all(pid: int) -> float:
     """CPU seconds of the server process and its children (rollout workers)."""
     total = _cpu_seconds(pid)
-    for child in _children_of_any_thread(pid):
+    for child in descendants(pid):
         try:
             total += _cpu_seconds(child)
         except FileNotFoundError:

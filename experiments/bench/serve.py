@@ -94,25 +94,45 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[str]:
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` started by any of its threads (the rollout host is
+    started from a background thread, which lists it, not the main one)."""
+    out: list[int] = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return fh.read().split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
-        return []
-
-
-def rollout_workers(pid: int) -> list[int]:
-    """The rollout worker processes of server ``pid`` (:mod:`policies.rollout_pool`)."""
-    out = []
-    for child in _children(pid):
+        return out
+    for task in tasks:
         try:
-            with open(f"/proc/{child}/cmdline", "rb") as fh:
-                if b"spawn_main" in fh.read():
-                    out.append(int(child))
-        except FileNotFoundError:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
             pass
     return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: children, their children, and so on."""
+    out, todo = [], _children(pid)
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += _children(child)
+    return sorted(out)
+
+
+def _spawned(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"spawn_main" in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+def rollout_processes(pid: int) -> tuple[list[int], list[int]]:
+    """The rollout host of server ``pid`` (:mod:`policies.rollout_host`) and its workers
+    (:mod:`policies.rollout_pool`)."""
+    hosts = [c for c in _children(pid) if _spawned(c)]
+    return hosts, [w for h in hosts for w in _children(h) if _spawned(w)]
 
 
 def _stats(latencies: list[float], elapsed: float | None = None) -> dict[str, float]:
@@ -430,16 +450,20 @@ def bench_serve(
             mem = _rss_kb(server.proc.pid)
             result["rss_mb"] = round(mem["VmRSS"] / 1024, 1)
             result["peak_rss_mb"] = round(mem["VmHWM"] / 1024, 1)
-            wmem = [_rss_kb(p) for p in workers]
+            hmem, wmem = _rss_kb(workers[0]), [_rss_kb(p) for p in workers[1:]]
+            result["rollout_host"] = {
+                "rss_mb": round(hmem["VmRSS"] / 1024, 1),
+                "peak_rss_mb": round(hmem["VmHWM"] / 1024, 1),
+            }
             result["rollout_workers"] = {
-                "processes": len(workers),
+                "processes": len(wmem),
                 "rss_mb_each": [round(m["VmRSS"] / 1024, 1) for m in wmem],
                 "peak_rss_mb_each": [round(m["VmHWM"] / 1024, 1) for m in wmem],
             }
         with Server(bundle, Path(tmp) / "decisions-2.jsonl", "--workers", "2") as server:
             server.wait_ready()
             time.sleep(1.0)  # both workers up (readyz answers as soon as one is)
-            children = [int(p) for p in _children(server.proc.pid)]
+            children = descendants(server.proc.pid)
             result["no_impact_two_workers"] = {
                 "concurrent": concurrent(server.url, no_impact, clients, seconds),
                 "rss_mb_all_processes": round(
@@ -469,16 +493,20 @@ def bench_serve(
 
 
 def _warm_workers(pid: int, timeout: float = 60.0) -> list[int]:
-    """The server's rollout workers, once they have started and finished importing."""
+    """The server's rollout processes (host first), once they have started and imported."""
     deadline = time.monotonic() + timeout
-    workers: list[int] = []
+    procs: list[int] = []
     while time.monotonic() < deadline:
-        workers = rollout_workers(pid)
-        if workers:
-            before = sum(map(_cpu_seconds, workers))
+        hosts, workers = rollout_processes(pid)
+        procs = hosts + workers
+        if hosts and workers:
+            before = sum(map(_cpu_seconds, procs))
             time.sleep(0.5)
-            if sum(map(_cpu_seconds, workers)) - before < 0.02 and rollout_workers(pid) == workers:
-                return workers
+            if sum(map(_cpu_seconds, procs)) - before < 0.02 and rollout_processes(pid) == (
+                hosts,
+                workers,
+            ):
+                return procs
         else:
             time.sleep(0.1)
-    return workers
+    return procs

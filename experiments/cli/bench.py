@@ -250,6 +250,7 @@ def bench_serve_cmd(
     console.print(
         f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); server RSS "
         f"{result['rss_mb']:.0f} MB, peak {result['peak_rss_mb']:.0f} MB (goal <= 300 MB); "
+        f"rollout host peak {result['rollout_host']['peak_rss_mb']:.0f} MB; "
         f"{workers['processes']} rollout workers, peak "
         + ", ".join(f"{m:.0f}" for m in workers["peak_rss_mb_each"])
         + " MB"

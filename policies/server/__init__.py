@@ -39,6 +39,7 @@ The package, by concern: :mod:`~policies.server.config` (``Settings``),
 resource) and :mod:`~policies.server.app` (``create_app``, ``run_server``).
 """
 
+from policies.questions import recommendation
 from policies.server.app import app_from_env, create_app, run_server
 from policies.server.checks import check_snapshot, forecast_options, request_options
 from policies.server.config import Settings, advice_defaults
@@ -59,7 +60,6 @@ from policies.server.middleware import ServingMiddleware
 from policies.server.openapi import reference_examples
 from policies.server.responses import VERSION_HEADER
 from policies.server.routes.forecast import forecast_out
-from policies.server.routes.recommend import recommendation
 from policies.server.state import (
     PolicyHolder,
     ReloadWatcher,

@@ -29,7 +29,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -44,13 +43,14 @@ from policies.alerts import (
     Risk,
     RiskKind,
     alert_id,
-    assess,
     risk_message,
 )
+from policies.questions import AssessQuestion
+from policies.schemas import Recommendation
 from policies.server.metrics import Metrics
 from policies.server.routes.recommend import advise_and_record
 from policies.server.sites import Site, Sites, as_served
-from policies.server.state import ServerState
+from policies.server.state import Served, ServerState
 from policies.store import pages
 from twin.adaptive import live_belief
 from twin.live import check_snapshot
@@ -232,11 +232,7 @@ class SiteAlerts:
         with site.lock:  # the demand the site's arrivals showed by then (twin.adaptive)
             factors = live_belief(site.twin, minute).factors
         risks = book.new(
-            self._with_runner(
-                lambda runner: assess(
-                    served.scenario, sv, self.rules, runner=runner, demand_factors=factors
-                )
-            )
+            self._ask(AssessQuestion(sv.model_dump_json(), self.rules, tuple(factors)), served)
         )
         if not risks:
             return
@@ -262,12 +258,11 @@ class SiteAlerts:
                 if self.webhook is not None:
                     self.webhook.post({"type": "alert", **body})
 
-    def _with_runner(self, work: Callable[[Any], list[Risk]]) -> list[Risk]:
-        """``work(runner)`` on the server's rollout workers, waiting while they are busy."""
+    def _ask(self, question: AssessQuestion, served: Served) -> list[Risk]:
+        """The risks ``question`` finds on the rollout host, waiting while it is busy."""
         for _ in range(_BUSY_TRIES):
             try:
-                with self.state.rollout_runner("alerts") as runner:
-                    return work(runner)
+                return self.state.ask("alerts", question, served)
             except HTTPException:  # every slot busy, or a deadline: requests come first
                 time.sleep(0.5)
         log.warning("alerts: rollout workers stayed busy; a grid point was skipped")
@@ -276,7 +271,7 @@ class SiteAlerts:
     def _prevention(self, snap: OperationSnapshot) -> dict[str, Any] | None:
         """The served policy's advice at ``snap``, stored as a recommendation."""
         try:
-            rec, _ = advise_and_record(
+            answer = advise_and_record(
                 self.state.holder.current,
                 self.state,
                 snap,
@@ -287,6 +282,7 @@ class SiteAlerts:
         except HTTPException as err:  # busy rollout workers: the alert goes out without
             log.warning("alerts: no prevention (%s)", err.detail)
             return None
+        rec = Recommendation.model_validate_json(answer.body_json)
         top = rec.actions[0] if rec.actions else None
         return {
             "recommendation_id": rec.recommendation_id,

@@ -68,15 +68,15 @@ def create_app(settings: Settings, served: Served | None = None) -> FastAPI:
         # cyclic collector's full passes (they would otherwise add 100 ms pauses)
         gc.collect()
         gc.freeze()
-        pool = state.rollout_pool()
-        if pool is not None:  # start the rollout processes now, not on the first request
-            threading.Thread(target=pool.warm, name="synctwin-rollout-warm", daemon=True).start()
+        host = state.rollout_host()
+        if host is not None:  # start the rollout processes now, not on the first request
+            threading.Thread(target=host.warm, name="synctwin-rollout-warm", daemon=True).start()
         state.ready = True
         yield
         state.ready = False
         if alerts is not None:
             alerts.close()
-        state.close_pool()
+        state.close_host()
         if state.watcher is not None:
             state.watcher.stop_event.set()
         state.decisions.close()

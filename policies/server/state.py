@@ -7,18 +7,18 @@ carries reloads between worker processes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import anyio.from_thread
 import numpy as np
@@ -28,14 +28,8 @@ from policies.advice import AdviceOptions, action_labels
 from policies.bundle import BundleError
 from policies.decision_log import DecisionLog
 from policies.explain import ReferenceDay, decide_and_explain, reference_day
-from policies.impact import Runner
-from policies.rollout_pool import (
-    PoolBusy,
-    RolloutPool,
-    RolloutsStopped,
-    bundle_ref,
-    in_process_runner,
-)
+from policies.rollout_host import HostSettings, Question, RolloutHost, answer_here
+from policies.rollout_pool import PoolBusy, RolloutsStopped, bundle_ref
 from policies.runtime import BundlePolicy
 from policies.schemas import PolicyRef
 from policies.server.config import Settings, advice_defaults
@@ -43,6 +37,8 @@ from policies.server.metrics import Metrics
 from twin.scenario import Scenario
 
 log = logging.getLogger("synctwin.server")
+
+T = TypeVar("T")
 
 
 class ScenarioConflict(ValueError):
@@ -144,66 +140,67 @@ class ServerState:
     rollouts: threading.BoundedSemaphore
     ready: bool = False
     watcher: ReloadWatcher | None = None
-    _pool: RolloutPool | None = None
-    _pool_lock: threading.Lock = field(default_factory=threading.Lock)
+    _host: RolloutHost | None = None
+    _host_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def rollout_pool(self) -> RolloutPool | None:
-        """The rollout processes, started on first use (``None``: rollouts run here)."""
+    def rollout_host(self) -> RolloutHost | None:
+        """The rollout host process, started on first use (``None``: rollouts run here)."""
         if self.settings.rollout_workers == 0:
             return None
-        with self._pool_lock:
-            if self._pool is None:
+        with self._host_lock:
+            if self._host is None:
                 s = self.settings
-                self._pool = RolloutPool(
+                self._host = RolloutHost(
                     self.holder.current.scenario,
-                    workers=s.rollout_workers,
-                    tickets=s.rollout_concurrency,
-                    wait_seconds=s.rollout_wait_seconds,
+                    HostSettings(
+                        workers=s.rollout_workers,
+                        tickets=s.rollout_concurrency,
+                        wait_seconds=s.rollout_wait_seconds,
+                        deadline_seconds=s.rollout_deadline_seconds,
+                    ),
                 )
-            return self._pool
+            return self._host
 
-    def close_pool(self) -> None:
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+    def close_host(self) -> None:
+        with self._host_lock:
+            host, self._host = self._host, None
+        if host is not None:
+            host.close()
 
-    @contextlib.contextmanager
-    def rollout_runner(
+    def ask(
         self,
         route: str,
+        question: Question[T],
+        served: Served,
         *,
         client_gone: Callable[[], bool] | None = None,
-        served: Served | None = None,
-    ) -> Iterator[Runner]:
-        """Hold a rollout slot and give the runner of one request's rollouts.
+    ) -> T:
+        """``question``'s answer, with one of the rollout slots, under ``served``'s policy.
+
+        On the rollout host (:mod:`policies.rollout_host`), or in this process when
+        there are no rollout workers.
 
         Args:
             route: the route, for the metrics.
             client_gone: asked while the rollouts run; true stops them.
-            served: the policy whose bundle acts in the rollouts (forecasts).
 
         Raises:
             HTTPException: 503 when every slot stays busy, when the rollouts outlive
                 ``rollout_deadline_seconds``, or when the client went away.
         """
         s = self.settings
-        pool = self.rollout_pool()
+        host = self.rollout_host()
         try:
-            if pool is None:
+            if host is None:
                 with _Slot(self.rollouts, s.rollout_wait_seconds):
-                    yield in_process_runner(
-                        deadline_seconds=s.rollout_deadline_seconds, should_stop=client_gone
+                    return answer_here(
+                        question,
+                        served.policy,
+                        deadline_seconds=s.rollout_deadline_seconds,
+                        should_stop=client_gone,
                     )
-                return
-            ref = bundle_ref(served.policy.path, served.version) if served is not None else None
-            with pool.ticket() as ticket:
-                yield pool.runner(
-                    ticket,
-                    policy=ref,
-                    deadline_seconds=s.rollout_deadline_seconds,
-                    should_stop=client_gone,
-                )
+            ref = bundle_ref(served.policy.path, served.version)
+            return host.ask(question, ref, should_stop=client_gone)
         except PoolBusy:
             raise _busy() from None
         except RolloutsStopped as err:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from fastapi import APIRouter, Depends, Request, Response
 
 from policies.impact import Forecast, HorizonRisk
-from policies.impact import forecast as run_forecast
+from policies.questions import ForecastQuestion
 from policies.schemas import (
     ErrorOut,
     ForecastBody,
@@ -70,24 +70,18 @@ def _forecast(
     """
     check_snapshot(served, snap, state.settings, prefix)
     check_rollout_cost(snap, samples, max(hours) * 60, state.settings, prefix[:-1])
-    with state.rollout_runner("/v1/forecast", client_gone=gone, served=served) as runner:
-        t0 = time.perf_counter()
-        fc = run_forecast(
-            served.scenario,
-            snap,
-            served.policy,
-            hours=hours,
-            samples=samples,
-            seed=seed,
-            checked=True,  # checked above, once
-            runner=runner,
-            demand_factors=(
-                None
-                if demand_factors is None
-                else [demand_factors[c] for c in served.scenario.class_names]
-            ),
-        )
-        state.metrics.rollout_seconds.labels("/v1/forecast").observe(time.perf_counter() - t0)
+    question = ForecastQuestion(
+        snap.model_dump_json(),
+        tuple(hours),
+        samples,
+        seed,
+        None
+        if demand_factors is None
+        else tuple(demand_factors[c] for c in served.scenario.class_names),
+    )
+    t0 = time.perf_counter()
+    fc = state.ask("/v1/forecast", question, served, client_gone=gone)
+    state.metrics.rollout_seconds.labels("/v1/forecast").observe(time.perf_counter() - t0)
     out = forecast_out(fc, served, snap, hours=hours, samples=samples, seed=seed)
     if demand_factors is not None:
         out = out.model_copy(update={"demand_factors": demand_factors})

@@ -1,32 +1,21 @@
 """``POST /v1/recommend``: what each sector should do now, why, and its predicted impact.
 
-The work is :func:`policies.advice.advise`; here the request is checked, the advice
-shaped into a :class:`~policies.schemas.Recommendation`, counted and logged.
+The work is :func:`policies.advice.advise`, shaped into a
+:class:`~policies.schemas.Recommendation` (:class:`policies.questions.RecommendQuestion`);
+here the request is checked, the answer counted and logged.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from policies.advice import Advice, AdviceError, AdviceOptions, advise
+from policies.advice import AdviceError, AdviceOptions
 from policies.feedback import advice_kind
-from policies.schemas import (
-    ActionOut,
-    DeclinedOut,
-    DriverOut,
-    ErrorOut,
-    ImpactOut,
-    ReasonOut,
-    Recommendation,
-    RecommendBody,
-    RecommendRequest,
-    SectorRecommendation,
-)
+from policies.questions import AdviceAnswer, RecommendQuestion
+from policies.schemas import ErrorOut, Recommendation, RecommendBody, RecommendRequest
 from policies.server.checks import check_rollout_cost, check_snapshot, request_options
 from policies.server.deps import PolicyDep, StateDep, require_api_key
 from policies.server.errors import ClientError
@@ -74,50 +63,6 @@ async def recommend(
     return _recommend(served, state, req.snapshot, options, prefix, req.detail)
 
 
-def recommendation(
-    advice: Advice, served: Served, recommendation_id: str, *, detail: bool = True
-) -> Recommendation:
-    """The response body of ``POST /v1/recommend`` for ``advice`` (numbers rounded);
-    ``detail``: with every sector's decision in ``sectors``."""
-    sectors = []
-    for a in advice.sectors if detail else ():
-        assert a.confidence is not None and a.probabilities is not None  # a bundle's advice
-        sectors.append(
-            SectorRecommendation(
-                sector=a.sector,
-                action=a.action,
-                action_in_force=a.in_force,
-                kinds=list(a.kinds),
-                message=a.message,
-                confidence=round(a.confidence, 6),
-                probabilities={
-                    field: dict(zip(p, np.round(list(p.values()), 6).tolist(), strict=True))
-                    for field, p in a.probabilities.items()
-                },
-                drivers=[DriverOut.of(x) for x in a.drivers],
-                reasons=[ReasonOut.of(x) for x in a.reasons],
-                impact=ImpactOut.of(a.impact) if a.impact is not None else None,
-            )
-        )
-    total = advice.total_impact
-    return Recommendation(
-        recommendation_id=recommendation_id,
-        policy_version=served.version,
-        policy=served.ref,
-        scenario=advice.scenario,
-        minute=advice.minute,
-        status=advice.status,
-        headline=advice.headline,
-        actions=[ActionOut.of(x) for x in advice.actions],
-        not_recommended=[DeclinedOut.of(x) for x in advice.declined],
-        min_saving=advice.options.min_saving,
-        sectors=sectors,
-        total_impact=ImpactOut.of(total) if total is not None else None,
-        impact_seed=advice.impact_seed,
-        impact_scope=advice.impact_scope,
-    )
-
-
 def _recommend(
     served: Served,
     state: ServerState,
@@ -128,9 +73,11 @@ def _recommend(
     gone: Callable[[], bool] | None = None,
 ) -> Response:
     """The work of ``POST /v1/recommend`` (see the route): check, advise, shape, record."""
-    _, body_json = advise_and_record(served, state, snap, options, prefix, detail, gone)
+    answer = advise_and_record(served, state, snap, options, prefix, detail, gone)
     return Response(
-        content=body_json, media_type="application/json", headers={VERSION_HEADER: served.version}
+        content=answer.body_json,
+        media_type="application/json",
+        headers={VERSION_HEADER: served.version},
     )
 
 
@@ -142,47 +89,45 @@ def advise_and_record(
     prefix: list[str | int],
     detail: bool = True,
     gone: Callable[[], bool] | None = None,
-) -> tuple[Recommendation, str]:
-    """Check, advise, count and store one recommendation; it and its JSON body.
+) -> AdviceAnswer:
+    """Check, advise, count and store one recommendation; the answer (its JSON body).
 
     The one pipeline of ``POST /v1/recommend``, the site routes and the preventions of
-    alerts (:mod:`policies.server.alerting`).
+    alerts (:mod:`policies.server.alerting`). With impact, the advice is worked out on
+    the rollout host (:meth:`ServerState.ask`), so this process only checks, waits
+    and records.
     """
     check_snapshot(served, snap, state.settings, prefix)
     if options.impact:
         check_rollout_cost(
             snap, options.samples, options.horizon_minutes, state.settings, prefix[:-1]
         )
+    snap_json = snap.model_dump_json()
+    question = RecommendQuestion(snap_json, options, served.ref, detail)
     try:
-        advice = advise(
-            served.policy,
-            snap,
-            options,
-            rollout_gate=lambda: state.rollout_runner("/v1/recommend", client_gone=gone),
-            checked=True,
-        )
+        if options.impact:
+            answer = state.ask("/v1/recommend", question, served, client_gone=gone)
+        else:
+            answer = question.answer(served.policy, snap)  # no rollouts: about a millisecond
     except AdviceError as err:
         raise ClientError(prefix, str(err)) from None
-    if advice.estimated_impact:
-        state.metrics.rollout_seconds.labels("/v1/recommend").observe(advice.rollout_seconds)
-    counter = state.metrics.recommendations
-    for a in advice.sectors:
-        for k in a.kinds:
-            counter.labels(k).inc()
     m = state.metrics
-    m.answers.labels(advice.status).inc()
-    for action in advice.actions:
-        for k in action.kinds:
+    if answer.estimated_impact:
+        m.rollout_seconds.labels("/v1/recommend").observe(answer.rollout_seconds)
+    for kinds in answer.sector_kinds:
+        for k in kinds:
+            m.recommendations.labels(k).inc()
+    m.answers.labels(answer.status).inc()
+    for kinds in answer.action_kinds:
+        for k in kinds:
             m.actions.labels(k).inc()
-        if action.against_plan:
-            m.against_plan.inc()
-    for d in advice.declined:
-        m.not_recommended.labels(d.reason).inc()
-    rec = recommendation(advice, served, str(uuid.uuid4()), detail=detail)
-    top = advice.actions[0].kinds if advice.actions else ()
-    m.remember_advice(rec.recommendation_id, advice_kind(advice.status, top))
-    body_json = rec.model_dump_json()
+    if answer.against_plan:
+        m.against_plan.inc(answer.against_plan)
+    for reason in answer.declined:
+        m.not_recommended.labels(reason).inc()
+    top = answer.action_kinds[0] if answer.action_kinds else ()
+    m.remember_advice(answer.recommendation_id, advice_kind(answer.status, top))
     state.decisions.record(
-        rec.recommendation_id, served.ref.model_dump(), snap.model_dump_json(), body_json
+        answer.recommendation_id, served.ref.model_dump(), snap_json, answer.body_json
     )
-    return rec, body_json
+    return answer
