@@ -98,7 +98,7 @@ def _host_main(conn: Connection, scenario: Scenario, settings: HostSettings) -> 
     )
     policies = PolicyCache(scenario)
     stops: dict[int, threading.Event] = {}
-    send_lock = threading.Lock()
+    send_lock, load_lock = threading.Lock(), threading.Lock()
     keep_out_of_gc()
 
     def reply(qid: int, ok: bool, value: Any) -> None:
@@ -114,7 +114,8 @@ def _host_main(conn: Connection, scenario: Scenario, settings: HostSettings) -> 
     def answer(qid: int, question: Question[Any], ref: PolicyRef) -> None:
         stop = stops[qid]
         try:
-            policy = policies.get(ref)
+            with load_lock:  # questions run on threads; a bundle loads once
+                policy = policies.get(ref)
             with pool.ticket() as ticket:
                 runner = pool.runner(
                     ticket,
