@@ -413,6 +413,33 @@ def test_avoidable_reward_leaves_out_regular_pay_only() -> None:
         EnvConfig.from_mapping({"reward": "profit"})
 
 
+def test_blind_features_are_zero_and_the_rest_unchanged() -> None:
+    """An ablation's env (``blind``) observes exactly the full env's features, with the
+    blinded columns at 0, along the same course."""
+    names = ("due_within_60", "arrivals_vs_plan")
+    full, blind = (
+        OperationParallelEnv("peak-surge"),
+        OperationParallelEnv("peak-surge", blind=names),
+    )
+    cols = [FEATURE_NAMES.index(n) for n in names]
+    keep = [i for i in range(len(FEATURE_NAMES)) if i not in cols]
+    obs_full, _ = full.reset(seed=3)
+    obs_blind, _ = blind.reset(seed=3)
+    rng = np.random.default_rng(0)
+    seen = 0.0
+    for _ in range(40):
+        for a in full.possible_agents:
+            assert not obs_blind[a][cols].any()
+            assert np.array_equal(obs_blind[a][keep], obs_full[a][keep])
+            seen += float(np.abs(obs_full[a][cols]).sum())
+        actions = {a: rng.integers(full.action_space(a).nvec) for a in full.possible_agents}
+        obs_full, *_ = full.step(actions)
+        obs_blind, *_ = blind.step(actions)
+    assert seen > 0  # the full env did see something there
+    with pytest.raises(ValueError, match="due_soon"):
+        EnvConfig.from_mapping({"blind": ["due_soon"]})
+
+
 def test_env_config_validates_at_the_border() -> None:
     cfg = EnvConfig.from_mapping({"scenario": "claims", "team_weight": 1})
     assert cfg.team_weight == 1.0 and cfg.max_lend == 5

@@ -168,6 +168,15 @@ def test_not_a_run_is_an_export_error(tmp_path: Path) -> None:
         export_run(tmp_path, tmp_path / "out")
 
 
+def test_a_blind_ablation_run_is_not_exported(tmp_path: Path) -> None:
+    """A run trained with features held at 0 would be served every feature: refused."""
+    run = {"backend": "rllib", "scenarios": ["default"], "env_config": {"blind": ["due_within_60"]}}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ExportError, match="blind to due_within_60"):
+        export_run(tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_runtime_imports_neither_torch_nor_ray(bundle: Path) -> None:
     code = (
         "import sys; from policies.runtime import BundlePolicy; "

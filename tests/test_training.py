@@ -447,6 +447,8 @@ def invoke(*args: str) -> tuple[int, str]:
         (["--warm-start", "oracle"], "unknown strategy"),
         (["--reward", "profit"], "--reward 'profit': valid are cost, avoidable"),
         (["--backend", "sb3", "--reward", "avoidable"], "are rllib's"),
+        (["--blind", "due_within_60,due_soon"], "--blind: unknown feature(s) 'due_soon'"),
+        (["--backend", "sb3", "--blind", "due_within_60"], "are rllib's"),
         (["--scenario", "default,claims"], "train them separately"),
     ],
 )

@@ -14,7 +14,8 @@ builds for a ``shared`` bundle, so training and serving agree.
 ``env_config`` keys (a plain dict, as RLlib passes it):
 
 - ``scenarios``: list of built-in names or YAML paths (default ``["default"]``).
-- ``team_weight``, ``max_lend``, ``max_flex``, ``reward``: as :class:`twin.env.EnvConfig`.
+- ``team_weight``, ``max_lend``, ``max_flex``, ``reward``, ``blind``: as
+  :class:`twin.env.EnvConfig`.
 - ``seed_base``, ``seed_count``: twin seeds are drawn from
   ``seed_base .. seed_base + seed_count - 1``.
 - ``shared``: append the sector one-hot (shared policy mode).

@@ -21,6 +21,7 @@ import torch
 from agents import make_controller
 from agents.evaluation import costs, grid_costs
 from twin.actions import Controller, SectorAction
+from twin.env_core import blind_columns, blinded
 from twin.features import featurizer
 from twin.scenario import Scenario
 from twin.snapshot import OperationSnapshot
@@ -36,6 +37,7 @@ class ModuleController:
         shared: one module ``"shared"`` for every sector, fed the sector one-hot too.
         max_lend: as the training env.
         max_flex: as the training env.
+        blind: features held at 0, as the training env (an ablation).
     """
 
     def __init__(
@@ -46,8 +48,10 @@ class ModuleController:
         shared: bool,
         max_lend: int,
         max_flex: int,
+        blind: tuple[str, ...] = (),
     ) -> None:
         self.sectors = list(scenario.sector_names)
+        self.blind = blind_columns(blind)
         self.modules = modules
         self.shared = shared
         self.codecs = codecs(scenario, max_lend, max_flex)
@@ -69,7 +73,7 @@ class ModuleController:
             return result
 
     def decide(self, snapshot: OperationSnapshot) -> dict[str, SectorAction]:
-        feats = self.featurizer.matrix(snapshot).astype(np.float32)
+        feats = blinded(self.featurizer.matrix(snapshot).astype(np.float32), self.blind)
         actions = {}
         for s, logits in self._logits(feats).items():
             vector = [int(np.argmax(f)) for f in np.split(logits, self._splits[s])]
@@ -120,10 +124,13 @@ def evaluate_modules(
     max_lend: int,
     max_flex: int,
     baseline: float,
+    blind: tuple[str, ...] = (),
 ) -> Evaluation:
     """Run the current modules greedily on every (scenario, seed); compare with ``baseline``."""
     controllers = [
-        ModuleController(sc, modules, shared=shared, max_lend=max_lend, max_flex=max_flex)
+        ModuleController(
+            sc, modules, shared=shared, max_lend=max_lend, max_flex=max_flex, blind=blind
+        )
         for sc in scenarios
     ]
     cost = mean_cost(controllers, scenarios, seeds)

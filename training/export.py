@@ -221,6 +221,11 @@ def export_run(
     env_cfg = EnvConfig.from_mapping(
         {k: v for k, v in (run.get("env_config") or {}).items() if k in EnvConfig.model_fields}
     )
+    if env_cfg.blind:
+        raise ExportError(
+            f"{run_dir} was trained blind to {', '.join(env_cfg.blind)} (an ablation, --blind); "
+            "a served policy sees every feature, so it is not exported"
+        )
     sector_codecs = codecs(scenario, env_cfg.max_lend, env_cfg.max_flex)
     sectors = list(scenario.sector_names)
     nvec = next(iter(sector_codecs.values())).nvec

@@ -210,6 +210,7 @@ def train_rllib(
         "env_config": {
             "team_weight": settings.team_weight,
             "reward": settings.reward,
+            "blind": list(settings.blind),
             "max_lend": settings.max_lend,
             "max_flex": settings.max_flex,
         },
@@ -255,6 +256,7 @@ def train_rllib(
             max_lend=settings.max_lend,
             max_flex=settings.max_flex,
             baseline=baseline,
+            blind=tuple(settings.blind),
         )
 
     try:
@@ -388,10 +390,11 @@ def warm_start(
     t0 = time.perf_counter()
     nvec = next(iter(codecs(scenarios[0], settings.max_lend, settings.max_flex).values())).nvec
     shared = settings.policy_mode == "shared"
-    common = dict(
+    common: dict[str, Any] = dict(
         baseline=settings.warm_start,
         team_weight=settings.team_weight,
         reward=settings.reward,
+        blind=tuple(settings.blind),
         max_lend=settings.max_lend,
         max_flex=settings.max_flex,
         gamma=settings.gamma,
@@ -419,6 +422,7 @@ def warm_start(
                         shared=shared,
                         max_lend=settings.max_lend,
                         max_flex=settings.max_flex,
+                        blind=tuple(settings.blind),
                     )
                     for sc in scenarios
                 ]

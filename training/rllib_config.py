@@ -14,6 +14,7 @@ from typing import Any
 
 from training.runs import TrainingError
 from training.scenarios import EVAL_SEED_BASE, TRAIN_SEED_BASE, TRAIN_SEED_COUNT
+from twin.env_core import check_feature_names
 from twin.rewards import REWARD_KINDS
 
 POLICY_MODES = ("per_sector", "shared")
@@ -36,6 +37,8 @@ class RLlibSettings:
     team_weight: float = 0.5
     #: "cost" or "avoidable": the rewards count regular pay, or leave it out (twin.rewards)
     reward: str = "cost"
+    #: features held at 0 in every observation: an ablation (twin.env_core.EnvConfig.blind)
+    blind: list[str] = field(default_factory=list)
     max_lend: int = 5
     max_flex: int = 5
     lr: float = 3e-4
@@ -86,6 +89,10 @@ class RLlibSettings:
             raise TrainingError("dagger rounds must be >= 0, dagger and warm-start seeds >= 1")
         if self.reward not in REWARD_KINDS:
             raise TrainingError(f"reward {self.reward!r} is not one of {', '.join(REWARD_KINDS)}")
+        try:
+            check_feature_names(self.blind)
+        except ValueError as err:
+            raise TrainingError(f"--blind: {err}") from None
         if self.dagger_rounds and self.warm_start is None:
             raise TrainingError("--dagger-rounds needs a teacher: give --warm-start NAME")
         if self.warm_start is not None:
@@ -102,6 +109,7 @@ class RLlibSettings:
             "scenarios": list(self.scenarios),
             "team_weight": self.team_weight,
             "reward": self.reward,
+            "blind": tuple(self.blind),
             "max_lend": self.max_lend,
             "max_flex": self.max_flex,
             "seed_base": self.train_seed_base,

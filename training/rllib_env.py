@@ -39,7 +39,7 @@ class SyncTwinMultiAgentEnv(MultiAgentEnv):
     Args:
         config: RLlib's ``env_config`` (an ``EnvContext`` or any mapping) with the keys
             of :class:`twin.env.EnvConfig`: ``scenario``, ``team_weight``, ``max_lend``,
-            ``max_flex``, ``reward``. ``None`` uses the defaults.
+            ``max_flex``, ``reward``, ``blind``. ``None`` uses the defaults.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -52,6 +52,7 @@ class SyncTwinMultiAgentEnv(MultiAgentEnv):
             max_lend=args.max_lend,
             max_flex=args.max_flex,
             reward=args.reward,
+            blind=args.blind,
         )
         self.possible_agents = list(self.par_env.possible_agents)
         self.agents = list(self.possible_agents)

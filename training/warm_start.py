@@ -48,6 +48,7 @@ class Labelling:
     max_lend: int
     max_flex: int
     reward: RewardKind = "cost"
+    blind: tuple[str, ...] = ()  # features held at 0 (an ablation)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def label_episode(
         max_lend=labelling.max_lend,
         max_flex=labelling.max_flex,
         reward=labelling.reward,
+        blind=labelling.blind,
     )
     teacher = make_controller(labelling.baseline, scenario, seed)
     if pool is not None and hasattr(teacher, "use_pool"):
@@ -167,6 +169,7 @@ def collect(
     pool: Executor | None = None,
     spread: EpisodeMap | None = None,
     reward: RewardKind = "cost",
+    blind: tuple[str, ...] = (),
 ) -> Demonstrations:
     """Label every decision of every (scenario, seed) with ``baseline``'s action.
 
@@ -178,7 +181,7 @@ def collect(
     either way they are assembled in the same order, so the data are the same.
     Returns the discounted returns of the driven course.
     """
-    labelling = Labelling(baseline, team_weight, max_lend, max_flex, reward)
+    labelling = Labelling(baseline, team_weight, max_lend, max_flex, reward, blind)
     jobs = [(k, seed) for k in range(len(scenarios)) for seed in seeds]
     if spread is not None:
         episodes = spread(scenarios, jobs, labelling, actors)

@@ -14,14 +14,15 @@ runs a twin forward. Observations come from :mod:`twin.features`, rewards from
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from twin.actions import SectorAction
+from twin.feature_list import FEATURE_NAMES
 from twin.features import Featurizer
 from twin.model import OperationModel
 from twin.rewards import DEFAULT_TEAM_WEIGHT, CostReward, RewardKind
@@ -51,6 +52,9 @@ class EnvConfig(BaseModel):
         max_flex: largest flex count in the action space (capped at the flex pool).
         reward: ``"cost"`` (every cost) or ``"avoidable"`` (regular pay left out); see
             :mod:`twin.rewards`.
+        blind: features held at 0 in every observation (names of
+            :data:`twin.feature_list.FEATURE_NAMES`): an ablation, to measure what
+            a policy learns without them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -60,6 +64,13 @@ class EnvConfig(BaseModel):
     max_lend: int = Field(DEFAULT_MAX_LEND, ge=0)
     max_flex: int = Field(DEFAULT_MAX_FLEX, ge=0)
     reward: RewardKind = "cost"
+    blind: tuple[str, ...] = ()
+
+    @field_validator("blind")
+    @classmethod
+    def _known_features(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        check_feature_names(names)
+        return names
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> EnvConfig:
@@ -76,6 +87,7 @@ class EnvCore:
         max_lend: see :class:`twin.spaces.ActionCodec`.
         max_flex: see :class:`twin.spaces.ActionCodec`.
         reward: see :class:`twin.rewards.CostReward` (``kind``).
+        blind: features held at 0 (see :class:`EnvConfig`).
     """
 
     def __init__(
@@ -86,8 +98,10 @@ class EnvCore:
         max_lend: int = DEFAULT_MAX_LEND,
         max_flex: int = DEFAULT_MAX_FLEX,
         reward: RewardKind = "cost",
+        blind: tuple[str, ...] = (),
     ) -> None:
         self.scenario = scenario
+        self.blind = blind_columns(blind)
         self.sectors: tuple[str, ...] = scenario.sector_names
         self.codecs: dict[str, ActionCodec] = codecs(scenario, max_lend, max_flex)
         self.featurizer = Featurizer(scenario)
@@ -159,7 +173,7 @@ class EnvCore:
     def _observe(self) -> np.ndarray:
         assert self.model is not None
         self.snapshot = self.model.snapshot()
-        return self.featurizer.matrix(self.snapshot)
+        return blinded(self.featurizer.matrix(self.snapshot), self.blind)
 
     def render_text(self) -> str:
         """A plain-text picture of the operation now (the ``ansi`` render mode)."""
@@ -186,3 +200,26 @@ class EnvCore:
                 f"{a.priority}"
             )
         return "\n".join(lines)
+
+
+def check_feature_names(names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming any entry of ``names`` that is not a feature."""
+    unknown = [n for n in names if n not in FEATURE_NAMES]
+    if unknown:
+        raise ValueError(
+            f"unknown feature(s) {', '.join(map(repr, unknown))}; the features are listed "
+            "in the README's feature table"
+        )
+
+
+def blind_columns(names: Sequence[str]) -> np.ndarray:
+    """The feature matrix's column indices of ``names`` (checked)."""
+    check_feature_names(names)
+    return np.array([FEATURE_NAMES.index(n) for n in names], dtype=np.intp)
+
+
+def blinded(features: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``features`` (``(..., f)``) with ``columns`` set to 0, in place; the same array."""
+    if columns.size:
+        features[..., columns] = 0.0
+    return features

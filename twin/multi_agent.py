@@ -49,6 +49,7 @@ class OperationParallelEnv(PickleByValue, ParallelEnv[str, np.ndarray, np.ndarra
             :mod:`twin.rewards`).
         max_lend: largest lend count per sector (default 5).
         max_flex: largest flex count per sector (default 5, capped at the flex pool).
+        blind: features held at 0 (an ablation; see :class:`twin.env_core.EnvConfig`).
         render_mode: ``None`` or ``"ansi"``.
 
     ``infos[agent]`` holds ``minute`` and, after a step, ``cost``: the sector's own cost
@@ -70,6 +71,7 @@ class OperationParallelEnv(PickleByValue, ParallelEnv[str, np.ndarray, np.ndarra
         max_lend: int = DEFAULT_MAX_LEND,
         max_flex: int = DEFAULT_MAX_FLEX,
         reward: RewardKind = "cost",
+        blind: tuple[str, ...] = (),
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -81,6 +83,7 @@ class OperationParallelEnv(PickleByValue, ParallelEnv[str, np.ndarray, np.ndarra
             max_lend=max_lend,
             max_flex=max_flex,
             reward=reward,
+            blind=blind,
         )
         self.render_mode = render_mode
         self.possible_agents: list[str] = list(self.core.sectors)

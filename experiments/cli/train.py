@@ -151,6 +151,13 @@ def train(
             help="cost (every cost) or avoidable (regular pay left out: what actions change)"
         ),
     ] = "cost",
+    blind: Annotated[
+        str | None,
+        typer.Option(
+            help="ablation (rllib): features held at 0 in every observation, e.g. "
+            "due_within_60,forecast_next_hour; such a run is not exported"
+        ),
+    ] = None,
     lr: Annotated[float, typer.Option(min=0.0, help="learning rate")] = 3e-4,
     entropy_coeff: Annotated[float, typer.Option(min=0.0, help="entropy bonus")] = 0.01,
     batch_size: Annotated[int, typer.Option(min=1, help="env steps per PPO iteration")] = 4000,
@@ -180,12 +187,18 @@ def train(
     with training_errors():
         from training.runs import TrainingError, check_run_dir
         from training.scenarios import load_training_scenarios
+        from twin.env_core import check_feature_names
         from twin.rewards import REWARD_KINDS
 
         if backend not in BACKENDS:
             raise TrainingError(f"unknown backend {backend!r} (valid: {', '.join(BACKENDS)})")
         if reward not in REWARD_KINDS:
             raise TrainingError(f"--reward {reward!r}: valid are {', '.join(REWARD_KINDS)}")
+        blinded = [] if blind is None else [n.strip() for n in blind.split(",") if n.strip()]
+        try:
+            check_feature_names(blinded)
+        except ValueError as err:
+            raise TrainingError(f"--blind: {err}") from None
         # unknown scenarios, and scenarios that cannot share policies, fail before Ray starts
         load_training_scenarios(scenarios)
         check_output_dir(out)
@@ -194,9 +207,9 @@ def train(
         if backend == "sb3":
             if address or sweep:
                 raise TrainingError("--backend sb3 runs on one machine: no --address or --sweep")
-            if timesteps == 0 or warm_start or dagger_rounds or reward != "cost":
+            if timesteps == 0 or warm_start or dagger_rounds or reward != "cost" or blinded:
                 raise TrainingError(
-                    "--warm-start, --dagger-rounds, --reward and --timesteps 0 are rllib's"
+                    "--warm-start, --dagger-rounds, --reward, --blind and --timesteps 0 are rllib's"
                 )
             _train_sb3(out, scenarios, timesteps, resume, seed, lr, entropy_coeff, hidden, epochs)
             return
@@ -211,6 +224,7 @@ def train(
             envs_per_runner=envs_per_runner,
             team_weight=team_weight,
             reward=reward,
+            blind=blinded,
             lr=lr,
             entropy_coeff=entropy_coeff,
             train_batch_size=batch_size,
