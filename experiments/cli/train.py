@@ -280,7 +280,11 @@ def train(
             f"{ev['mean_total_cost']:,.0f} vs threshold {ev['threshold_mean_total_cost']:,.0f} "
             f"({ev['vs_threshold']:+.1%})"
         )
-    say(f"export: synctwin export {shell_path(out)} --out BUNDLE_DIR")
+    blind = (manifest.get("env_config") or {}).get("blind")
+    if blind:
+        say(f"an ablation blind to {', '.join(blind)}: not exportable")
+    else:
+        say(f"export: synctwin export {shell_path(out)} --out BUNDLE_DIR")
 
 
 def _train_sb3(
