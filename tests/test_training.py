@@ -449,6 +449,8 @@ def invoke(*args: str) -> tuple[int, str]:
         (["--backend", "sb3", "--reward", "avoidable"], "are rllib's"),
         (["--blind", "due_within_60,due_soon"], "--blind: unknown feature(s) 'due_soon'"),
         (["--backend", "sb3", "--blind", "due_within_60"], "are rllib's"),
+        (["--mask-actions", "--policy-mode", "shared"], "--mask-actions needs --policy-mode"),
+        (["--backend", "sb3", "--mask-actions"], "are rllib's"),
         (["--scenario", "default,claims"], "train them separately"),
     ],
 )

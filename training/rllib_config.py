@@ -39,6 +39,8 @@ class RLlibSettings:
     reward: str = "cost"
     #: features held at 0 in every observation: an ablation (twin.env_core.EnvConfig.blind)
     blind: list[str] = field(default_factory=list)
+    #: lends a sector cannot make masked out of its policy's logits (training.masking)
+    mask_actions: bool = False
     max_lend: int = 5
     max_flex: int = 5
     lr: float = 3e-4
@@ -93,6 +95,8 @@ class RLlibSettings:
             check_feature_names(self.blind)
         except ValueError as err:
             raise TrainingError(f"--blind: {err}") from None
+        if self.mask_actions and self.policy_mode != "per_sector":
+            raise TrainingError("--mask-actions needs --policy-mode per_sector")
         if self.dagger_rounds and self.warm_start is None:
             raise TrainingError("--dagger-rounds needs a teacher: give --warm-start NAME")
         if self.warm_start is not None:
@@ -188,6 +192,30 @@ def policy_ids(sectors: tuple[str, ...] | list[str], mode: str) -> list[str]:
     return ["shared"] if mode == "shared" else list(sectors)
 
 
+def _module_specs(settings: RLlibSettings, ids: list[str]) -> dict[str, Any]:
+    """One RLlib module spec per policy: the default PPO module, or with
+    ``mask_actions`` the masked one (:mod:`training.masking`), each with its mask."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    if not settings.mask_actions:
+        return {i: RLModuleSpec() for i in ids}
+    from training.masking import MaskedPPOTorchRLModule, logit_mask
+    from training.scenarios import load_training_scenarios
+
+    scenarios = load_training_scenarios(settings.scenarios, settings.max_lend, settings.max_flex)
+    base = {"fcnet_hiddens": list(settings.hidden), "vf_share_layers": False}
+    return {
+        i: RLModuleSpec(
+            module_class=MaskedPPOTorchRLModule,
+            model_config={
+                **base,
+                "logit_mask": logit_mask(scenarios, i, settings.max_lend, settings.max_flex),
+            },
+        )
+        for i in ids
+    }
+
+
 def build_config(settings: RLlibSettings, sectors: list[str]) -> Any:
     """The ``PPOConfig`` of a run (new API stack, one learner on the driver)."""
     import logging
@@ -196,7 +224,6 @@ def build_config(settings: RLlibSettings, sectors: list[str]) -> Any:
     logging.getLogger("ray.rllib").setLevel(logging.ERROR)
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from training.envs import TrainingEnv
 
@@ -227,7 +254,7 @@ def build_config(settings: RLlibSettings, sectors: list[str]) -> Any:
             num_epochs=settings.num_epochs,
         )
         .rl_module(
-            rl_module_spec=MultiRLModuleSpec(rl_module_specs={i: RLModuleSpec() for i in ids}),
+            rl_module_spec=MultiRLModuleSpec(rl_module_specs=_module_specs(settings, ids)),
             model_config={"fcnet_hiddens": list(settings.hidden), "vf_share_layers": False},
         )
         .multi_agent(policies=set(ids), policy_mapping_fn=mapping)

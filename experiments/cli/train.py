@@ -158,6 +158,14 @@ def train(
             "due_within_60,forecast_next_hour; such a run is not exported"
         ),
     ] = None,
+    mask_actions: Annotated[
+        bool,
+        typer.Option(
+            "--mask-actions",
+            help="ablation (rllib, per_sector): lends a sector cannot make masked out of "
+            "its policy's logits",
+        ),
+    ] = False,
     lr: Annotated[float, typer.Option(min=0.0, help="learning rate")] = 3e-4,
     entropy_coeff: Annotated[float, typer.Option(min=0.0, help="entropy bonus")] = 0.01,
     batch_size: Annotated[int, typer.Option(min=1, help="env steps per PPO iteration")] = 4000,
@@ -207,9 +215,11 @@ def train(
         if backend == "sb3":
             if address or sweep:
                 raise TrainingError("--backend sb3 runs on one machine: no --address or --sweep")
-            if timesteps == 0 or warm_start or dagger_rounds or reward != "cost" or blinded:
+            rllib_only = warm_start or dagger_rounds or reward != "cost" or blinded or mask_actions
+            if timesteps == 0 or rllib_only:
                 raise TrainingError(
-                    "--warm-start, --dagger-rounds, --reward, --blind and --timesteps 0 are rllib's"
+                    "--warm-start, --dagger-rounds, --reward, --blind, --mask-actions and "
+                    "--timesteps 0 are rllib's"
                 )
             _train_sb3(out, scenarios, timesteps, resume, seed, lr, entropy_coeff, hidden, epochs)
             return
@@ -225,6 +235,7 @@ def train(
             team_weight=team_weight,
             reward=reward,
             blind=blinded,
+            mask_actions=mask_actions,
             lr=lr,
             entropy_coeff=entropy_coeff,
             train_batch_size=batch_size,
