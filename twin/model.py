@@ -27,6 +27,7 @@ import pandas as pd
 from twin import _core_select, accounting, live, schedule, staffing
 from twin.accounting import InvariantError
 from twin.actions import SectorAction
+from twin.collector import collector_paused
 from twin.demand import ArrivalStream
 from twin.distributions import DurationStream
 from twin.eventlog import EventLog
@@ -276,10 +277,11 @@ class OperationModel(mesa.Model):
     def run_minutes(self, minutes: float) -> None:
         """Step until ``minutes`` more have passed (or the horizon is reached)."""
         stop = min(self.minute + minutes, self.scenario.horizon_minutes)
-        if self._compiled:
-            return _core_select.COMPILED.run_until(self, stop)  # type: ignore[union-attr]
-        while self.minute < stop - 1e-9:
-            self.step()
+        with collector_paused():  # the loop makes no cycles (twin.collector)
+            if self._compiled:
+                return _core_select.COMPILED.run_until(self, stop)  # type: ignore[union-attr]
+            while self.minute < stop - 1e-9:
+                self.step()
 
     def timeseries(self) -> pd.DataFrame:
         """The recorded time series (one row per ``record_every_minutes``)."""
