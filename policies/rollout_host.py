@@ -34,6 +34,7 @@ started again on the next question.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
@@ -181,6 +182,10 @@ class RolloutHost:
         self._pending: dict[int, tuple[Future[Any], Connection]] = {}
         self._conn: Connection | None = None
         self._proc: multiprocessing.process.BaseProcess | None = None
+        # At exit, multiprocessing joins every child it started, and the host waits for
+        # its pipe to close: a process that exits without close() would hang there.
+        # Handlers run last-registered first, so this one runs before multiprocessing's.
+        atexit.register(self.close, timeout=5.0)
 
     def _connection(self) -> Connection:
         """The pipe to a running host, started first if there is none (or it died)."""
@@ -269,15 +274,16 @@ class RolloutHost:
         host, workers = self._send("warm")[1].result(timeout=120)
         return [host, *workers]
 
-    def close(self) -> None:
-        """Stop the host: it stops its questions, closes its pool and exits."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the host: it stops its questions, closes its pool and exits (killed after
+        ``timeout`` seconds). Safe to call twice; it runs at exit too."""
         with self._lock:
             conn, proc, self._conn, self._proc = self._conn, self._proc, None, None
             if conn is not None:
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(("quit", -1))
         if proc is not None:
-            proc.join(timeout=30)
+            proc.join(timeout=timeout)
             if proc.is_alive():
                 proc.kill()
                 proc.join()

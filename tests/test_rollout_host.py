@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +137,26 @@ def test_a_killed_host_is_replaced_on_the_next_question(
         assert not _alive(old[1])
     finally:
         h.close()
+
+
+def test_a_process_that_never_closes_its_host_still_exits() -> None:
+    """At exit multiprocessing joins its children, and a host waits for its pipe to
+    close: without the host's own exit handler the process would hang there."""
+    code = (
+        "from policies.rollout_host import HostSettings, RolloutHost\n"
+        "from twin.scenario import load_scenario\n"
+        "if __name__ == '__main__':\n"
+        "    h = RolloutHost(load_scenario('default'), HostSettings(workers=1))\n"
+        "    print(*h.warm())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2  # the host and its worker
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
 
 
 def _alive(pid: int) -> bool:
