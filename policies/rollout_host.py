@@ -56,6 +56,7 @@ from policies.rollout_pool import (
     PoolBusy,
     RolloutPool,
     RolloutsStopped,
+    in_process_runner,
     keep_out_of_gc,
 )
 from policies.rollouts import Runner
@@ -299,8 +300,6 @@ def answer_here(
     should_stop: Callable[[], bool] | None = None,
 ) -> T:
     """``question`` answered in this process (a server without rollout workers)."""
-    from policies.rollout_pool import in_process_runner
-
     return question(
         in_process_runner(deadline_seconds=deadline_seconds, should_stop=should_stop), policy
     )

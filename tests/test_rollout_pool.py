@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from conftest import stop_server, wait_ready
 
+from experiments.bench.procs import descendants
 from policies.impact import estimate_impact, forecast
 from policies.rollout_pool import (
     WORKER_NICENESS,
@@ -153,12 +154,6 @@ def test_in_process_runs_stop_at_their_deadline_too(
 # --------------------------------------------------------------------------- a real server
 
 
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    children = [int(p) for p in out.split()]
-    return children + [d for c in children for d in _descendants(c)]
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -234,7 +229,7 @@ class Served:
         """The rollout processes (the rollout host and its workers), once all ``n`` run."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
-            kids = [p for p in _descendants(self.proc.pid) if _alive(p)]
+            kids = [p for p in descendants(self.proc.pid) if _alive(p)]
             # spawned: the host and its workers (the resource trackers are children too)
             workers = [p for p in kids if "spawn_main" in _cmdline(p)]
             if len(workers) >= n:

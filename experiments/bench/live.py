@@ -41,7 +41,8 @@ import httpx
 import numpy as np
 
 from experiments.bench import machine
-from experiments.bench.serve import Server, _cpu_seconds, _rss_kb, _stats, descendants
+from experiments.bench.procs import descendants
+from experiments.bench.serve import Server, _cpu_seconds, _rss_kb, _stats
 
 GOALS = {"events_per_second": 20_000.0, "state_p99_ms": 5.0}
 BATCHES = (1000, 5000)

@@ -44,6 +44,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from experiments.bench.procs import descendants, rollout_processes
+
 GOALS = {
     "no_impact_p99_ms": 3.0,
     "no_impact_requests_per_second": 1000.0,
@@ -92,47 +94,6 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    """Child processes of ``pid`` started by any of its threads (the rollout host is
-    started from a background thread, which lists it, not the main one)."""
-    out: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except FileNotFoundError:
-        return out
-    for task in tasks:
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``: children, their children, and so on."""
-    out, todo = [], _children(pid)
-    while todo:
-        child = todo.pop()
-        out.append(child)
-        todo += _children(child)
-    return sorted(out)
-
-
-def _spawned(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"spawn_main" in fh.read()
-    except FileNotFoundError:
-        return False
-
-
-def rollout_processes(pid: int) -> tuple[list[int], list[int]]:
-    """The rollout host of server ``pid`` (:mod:`policies.rollout_host`) and its workers
-    (:mod:`policies.rollout_pool`)."""
-    hosts = [c for c in _children(pid) if _spawned(c)]
-    return hosts, [w for h in hosts for w in _children(h) if _spawned(w)]
 
 
 def _stats(latencies: list[float], elapsed: float | None = None) -> dict[str, float]:
