@@ -83,6 +83,8 @@ class HostSettings:
     tickets: int = 2
     wait_seconds: float = 30.0
     deadline_seconds: float | None = None
+    cpus: tuple[int, ...] | None = None
+    """CPUs the host and its workers may run on (none: any); workers default to one each."""
 
 
 # --------------------------------------------------------------------------- the host process
@@ -91,9 +93,11 @@ class HostSettings:
 def _host_main(conn: Connection, scenario: Scenario, settings: HostSettings) -> None:
     """The host's loop: a thread per question; ``stop`` raises that question's flag."""
     os.nice(WORKER_NICENESS)
+    if settings.cpus:  # before the pool: its workers and threads inherit the affinity
+        os.sched_setaffinity(0, settings.cpus)
     pool = RolloutPool(
         scenario,
-        workers=settings.workers,
+        workers=settings.workers or (len(settings.cpus) if settings.cpus else None),
         tickets=settings.tickets,
         wait_seconds=settings.wait_seconds,
         niceness=0,  # the workers inherit this process's lower priority

@@ -88,6 +88,27 @@ def test_the_host_and_its_workers_run_below_the_server_s_priority(host: RolloutH
         assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + WORKER_NICENESS, 19)
 
 
+def test_a_host_given_cpus_runs_there_with_one_worker_per_cpu(
+    state: OperationSnapshot, policy_bundle: Path
+) -> None:
+    """``rollout_cpus`` (``HostSettings.cpus``): the host and its workers are confined."""
+    ours = os.sched_getaffinity(0)
+    cpu = max(ours)
+    h = RolloutHost(load_scenario("default"), HostSettings(cpus=(cpu,)))
+    try:
+        pids = h.warm()
+        assert len(pids) == 2  # the host and one worker: one per CPU given
+        for pid in pids:
+            assert os.sched_getaffinity(pid) == {cpu}
+        assert os.sched_getaffinity(0) == ours  # the server's own process is not confined
+        policy = BundlePolicy(policy_bundle)
+        question = _question(policy, state)
+        there = h.ask(question, bundle_ref(policy_bundle, policy.version))
+        assert _without_id(there.body_json) == _without_id(answer_here(question, policy).body_json)
+    finally:
+        h.close()
+
+
 def test_a_stopped_question_comes_back_as_disconnected(
     host: RolloutHost, state: OperationSnapshot, policy_bundle: Path
 ) -> None:

@@ -695,6 +695,25 @@ def test_reload_reaches_every_worker(
         stop(srv.proc)
 
 
+@pytest.mark.parametrize(
+    ("cpus", "message"),
+    [("4096", "CPU 4096 is not available"), ("1;2", "expected CPU numbers such as")],
+)
+def test_serve_refuses_rollout_cpus_it_cannot_use(
+    bundles: Bundles, cpus: str, message: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "serve", "--policy", str(bundles.v1)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SYNCTWIN_ROLLOUT_CPUS": cpus},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "rollout_cpus" in proc.stderr and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_bench_serve_smoke(bundles: Bundles, tmp_path: Path) -> None:
     """``synctwin bench serve`` with a tiny budget writes the report with every number."""
     out = tmp_path / "bench.json"
@@ -743,6 +762,15 @@ def test_bench_serve_smoke(bundles: Bundles, tmp_path: Path) -> None:
     assert result["rollout_workers"]["processes"] == os.cpu_count()
     assert result["rollout_host"]["rss_mb"] > 30
     assert result["impact_default"]["sequential"]["rollout_cpu_ms_per_request"] > 0
+    # the trade-off run: rollouts kept on one CPU (a second server), given a CPU to spare
+    if len(os.sched_getaffinity(0)) < 2:
+        assert "rollouts_on_one_cpu" not in result
+        return
+    pinned = result["rollouts_on_one_cpu"]
+    assert pinned["cpu"] == max(os.sched_getaffinity(0))
+    assert 0 < pinned["impact_default"]["p50_ms"] <= pinned["impact_default"]["p99_ms"]
+    assert pinned["policy_during_impact"]["impact_requests_during"] > 0
+    assert pinned["policy_during_impact"]["impact_errors_during"] == 0
 
 
 @pytest.mark.slow

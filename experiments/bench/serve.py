@@ -18,7 +18,10 @@ would, and measures from the client side over loopback:
   :mod:`experiments.bench.serve_rollouts`);
 - server memory: resident set size (``VmRSS``) after the runs and its peak (``VmHWM``),
   and the rollout worker processes' own;
-- throughput without impact once more with ``--workers 2`` (both cores serve).
+- throughput without impact once more with ``--workers 2`` (both cores serve);
+- the trade-off of keeping rollouts off a core (``SYNCTWIN_ROLLOUT_CPUS``): impact at
+  the defaults and ``/v1/policy`` during an impact burst, with the rollout host and
+  its one worker on the last CPU only.
 
 Requests cycle through real snapshots of the bundle's scenario (static plan,
 seed 1, every 30 minutes from 06:00 to 21:30), so no two consecutive requests are
@@ -431,6 +434,20 @@ def bench_serve(
                     sum(_rss_kb(p)["VmRSS"] for p in [server.proc.pid, *children]) / 1024, 1
                 ),
             }
+        spare = rollout_cpu()
+        if spare is not None:
+            env = {"SYNCTWIN_ROLLOUT_CPUS": str(spare)}
+            with Server(bundle, Path(tmp) / "decisions-3.jsonl", env=env) as server:
+                server.wait_ready()
+                _warm_workers(server.proc.pid)
+                impact = bodies({"impact": True})
+                result["rollouts_on_one_cpu"] = {
+                    "cpu": spare,
+                    "impact_default": sequential(server.url, impact, impact_requests, warmup=2),
+                    "policy_during_impact": policy_during_impact(
+                        server.url, impact, n=max(200, requests)
+                    ),
+                }
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     ni = result["no_impact"]
     result["met"] = {
@@ -451,6 +468,15 @@ def bench_serve(
         <= GOALS["policy_p99_during_impact_vs_idle"],
     }
     return result
+
+
+def rollout_cpu() -> int | None:
+    """The CPU a server's rollouts get to themselves in the trade-off run (the last one),
+    or ``None`` where there is no CPU to spare or no CPU affinity."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
 
 
 def _warm_workers(pid: int, timeout: float = 60.0) -> list[int]:

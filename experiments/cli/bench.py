@@ -246,6 +246,14 @@ def bench_serve_cmd(
         f"{burst['during_impact']['p99_ms']:.2f} ms while {burst['impact_clients']} clients "
         f"run impact requests ({burst['p99_ratio']:.2f}x; goal <= 2x)"
     )
+    pinned = result.get("rollouts_on_one_cpu")
+    if pinned is not None:
+        pb, pi = pinned["policy_during_impact"], pinned["impact_default"]
+        console.print(
+            f"rollouts on CPU {pinned['cpu']} only (SYNCTWIN_ROLLOUT_CPUS): /v1/policy "
+            f"{pb['p99_ratio']:.2f}x idle during the burst; impact at the defaults p50 "
+            f"{pi['p50_ms']:.0f} ms, p99 {pi['p99_ms']:.0f} ms"
+        )
     workers = result["rollout_workers"]
     console.print(
         f"cold start {result['cold_start_seconds']:.2f} s (goal <= 3 s); server RSS "

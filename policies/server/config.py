@@ -6,6 +6,7 @@ From environment variables prefixed ``SYNCTWIN_`` or the ``synctwin serve`` opti
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -64,7 +65,8 @@ class Settings(BaseSettings):
     422 naming the option. ``rollout_concurrency`` requests may run rollouts at
     once; more wait up to ``rollout_wait_seconds`` and then get a 503. Rollouts run
     in ``rollout_workers`` processes (:mod:`policies.rollout_pool`), so cheap routes
-    keep their latency; a request's rollouts stop when its client disconnects or
+    keep their latency (on a machine with cores to spare, ``rollout_cpus`` keeps them off
+    the cores that serve); a request's rollouts stop when its client disconnects or
     after ``rollout_deadline_seconds`` (503).
     """
 
@@ -115,6 +117,12 @@ class Settings(BaseSettings):
         ge=0,
         description="processes that run rollouts (none: one per core; 0: in the server itself)",
     )
+    rollout_cpus: tuple[int, ...] | None = Field(
+        None,
+        min_length=1,
+        description="CPUs the rollout processes may use, e.g. [1] (Linux; none: any; "
+        "rollout_workers then defaults to one per CPU given)",
+    )
     rollout_deadline_seconds: float = Field(
         30.0, gt=0, description="a request's rollouts stop after this long (503)"
     )
@@ -149,6 +157,34 @@ class Settings(BaseSettings):
         if value is not None:
             parse_store_url(value)  # a StoreUrlError (a ValueError) names what is wrong
         return value
+
+    @field_validator("rollout_cpus", mode="before")
+    @classmethod
+    def _cpu_list(cls, value: object) -> object:
+        if isinstance(value, int):  # SYNCTWIN_ROLLOUT_CPUS=1 arrives decoded as JSON
+            return [value]
+        if isinstance(value, str):  # "2,3"
+            parts = [part.strip() for part in value.split(",")]
+            if not all(p.isdigit() for p in parts):
+                raise ValueError(f"expected CPU numbers such as 1 or 2,3, got {value!r}")
+            return [int(p) for p in parts]
+        return value
+
+    @field_validator("rollout_cpus")
+    @classmethod
+    def _cpus_we_have(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is None:
+            return value
+        if not hasattr(os, "sched_setaffinity"):
+            raise ValueError("rollout_cpus needs CPU affinity, which this system does not offer")
+        ours = os.sched_getaffinity(0)
+        missing = sorted(set(value) - ours)
+        if missing:
+            raise ValueError(
+                f"CPU {', '.join(map(str, missing))} is not available to this process "
+                f"(available: {', '.join(map(str, sorted(ours)))})"
+            )
+        return tuple(sorted(set(value)))
 
     @field_validator("sites")
     @classmethod

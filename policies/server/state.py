@@ -157,6 +157,7 @@ class ServerState:
                         tickets=s.rollout_concurrency,
                         wait_seconds=s.rollout_wait_seconds,
                         deadline_seconds=s.rollout_deadline_seconds,
+                        cpus=s.rollout_cpus,
                     ),
                 )
             return self._host
