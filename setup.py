@@ -38,6 +38,7 @@ else:
     ext_modules = cythonize(
         [
             Extension("twin._core_heap", ["twin/_core_heap.pyx"], optional=True),
+            Extension("twin.queues", ["twin/queues.py"], optional=True),
             Extension("twin._core", ["twin/_core.py"], optional=True),
         ],
         compiler_directives={

@@ -14,6 +14,7 @@ import numpy as np
 
 from agents.threshold import ThresholdController
 from twin.collector import collector_paused
+from twin.env import OperationEnv
 from twin.model import OperationModel
 from twin.rollout import run_for
 from twin.scenario import load_scenario
@@ -32,6 +33,28 @@ def test_the_event_loop_makes_no_reference_cycles() -> None:
         assert gc.collect() == 0  # nothing unreachable: every object freed by refcount
     finally:
         gc.enable()
+
+
+def test_env_steps_make_no_reference_cycles() -> None:
+    """An env step runs with the collector paused too: the twin, the snapshot, the
+    features and the reward of a whole episode must leave nothing cyclic behind."""
+    env = OperationEnv(load_scenario("breakdowns"))
+    env.reset(seed=4)
+    env.action_space.seed(0)
+    env.step(env.action_space.sample())
+    gc.collect()
+    gc.disable()
+    try:
+        steps, done = 1, False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            done = terminated or truncated
+            steps += 1
+        assert steps > 20
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert gc.isenabled()
 
 
 def test_the_collector_comes_back_as_it_was() -> None:

@@ -103,11 +103,16 @@ def advance(m: Any, end: float) -> None:
             if a.token == b:
                 complete(m, a, t)
         elif kind == DUE:
-            if a.state is not DONE and not a.late:
-                a.late = True
-                m.misses[a.sector] += 1
+            due(m, a)
         else:
             handlers[kind](m, t, a, b)
+
+
+def due(m: Any, item: Any) -> None:
+    """:meth:`OperationModel._on_due`: the item's due time passed before it left."""
+    if item.state != DONE and not item.late:
+        item.late = True
+        m.misses[item.sector] += 1
 
 
 def arrive(m: Any, cls: int, t: float) -> None:
@@ -153,13 +158,13 @@ def queue_pop(q: Any, priority: str) -> Any:
         while True:
             entry = heappop(edd)
             item = entry[3]
-            if item.state is QUEUED and item.qtoken == entry[2]:
+            if item.state == QUEUED and item.qtoken == entry[2]:
                 break
     else:
         fifo = q._fifo
         while True:
             token, item = fifo.popleft()
-            if item.state is QUEUED and item.qtoken == token:
+            if item.state == QUEUED and item.qtoken == token:
                 break
     item.state = IN_SERVICE
     q.n -= 1

@@ -1,12 +1,13 @@
 """Which event core the twin runs: the compiled one (:mod:`twin._core`) or the reference.
 
 The reference is the Python event loop of :class:`~twin.model.OperationModel`; the
-compiled core (``twin/_core.py`` with the C types of ``twin/_core.pxd``, and its event
-heap ``twin/_core_heap.pyx``, built by Cython) does the same on the same state, several
-times faster; ``tests/test_core_diff.py`` keeps the two identical. ``pip install -e .``
-builds it where a C compiler is present; where none is, the install still succeeds and
-the reference runs, with a warning. The environment variable ``SYNCTWIN_CORE`` chooses,
-read once at import:
+compiled core (``twin/_core.py`` with the C types of ``twin/_core.pxd``, its event
+heap ``twin/_core_heap.pyx``, and work items and queues as extension types,
+``twin/queues.py`` with ``twin/queues.pxd``, built by Cython) does the same on the
+same state, several times faster; ``tests/test_core_diff.py`` keeps the two
+identical. ``pip install -e .`` builds it where a C compiler is present; where none is,
+the install still succeeds and the reference runs, with a warning. The environment
+variable ``SYNCTWIN_CORE`` chooses, read once at import:
 
 - unset or ``compiled``: the compiled core if it is built, else the reference (warned);
 - ``python``: the reference, always.
@@ -28,6 +29,12 @@ CHOICES = ("compiled", "python")
 
 def _load() -> tuple[ModuleType, type] | None:
     """The compiled core and its event heap's type, if they are built; else None."""
+    from twin import queues
+
+    # the compiled core reads items as C structs: it must never meet the plain Python
+    # classes (a build where only some extensions compiled), so check before importing it
+    if str(queues.__file__).endswith(".py"):
+        return None
     try:
         from twin import _core, _core_heap  # type: ignore[attr-defined]
     except ImportError:  # the heap has no Python source: not built

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from twin.actions import SectorAction
+from twin.collector import collector_paused
 from twin.feature_list import FEATURE_NAMES
 from twin.features import Featurizer
 from twin.model import OperationModel
@@ -163,12 +164,15 @@ class EnvCore:
             raise RuntimeError("call reset() before step()")
         if self.model.done:
             raise RuntimeError("the episode is over (horizon reached): call reset()")
-        # ``apply`` first, then ``run_for`` without ``actions``: run_for skips an empty
-        # mapping, while ``apply({})`` still dispatches every sector, as it always did here
-        self.model.apply(actions)
-        run_for(self.model, self.interval_minutes)
-        cost, rewards, operation_reward = self.reward.step(self.model.kpis())
-        return self._observe(), cost, rewards, operation_reward, self.model.done
+        # the whole step, observation and reward too, makes no reference cycles
+        # (tests/test_collector.py): the collector's passes would be its largest cost
+        with collector_paused():
+            # ``apply`` first, then ``run_for`` without ``actions``: run_for skips an empty
+            # mapping, while ``apply({})`` still dispatches every sector, as always here
+            self.model.apply(actions)
+            run_for(self.model, self.interval_minutes)
+            cost, rewards, operation_reward = self.reward.step(self.model.kpis())
+            return self._observe(), cost, rewards, operation_reward, self.model.done
 
     def _observe(self) -> np.ndarray:
         assert self.model is not None

@@ -344,7 +344,7 @@ class OperationModel(mesa.Model):
             self._complete(w, t)
 
     def _on_due(self, t: float, item: Item, _: None) -> None:
-        if item.state is not ItemState.DONE and not item.late:
+        if item.state != ItemState.DONE and not item.late:
             item.late = True
             self.misses[item.sector] += 1
 

@@ -4,6 +4,12 @@ Items are light records, not Mesa agents: a day of a fulfilment centre moves
 thousands of them. A queue serves FIFO or earliest-due-first on demand, so a
 controller can switch discipline at any decision without re-sorting: both
 orders are kept, and entries taken through one are skipped lazily in the other.
+
+Where the compiled event core is built, this module is compiled too (Cython, with the
+C fields of ``twin/queues.pxd``): an item is then a C record with no object fields, so
+the cyclic garbage collector does not track the thousands alive at once, and the core
+reads and writes items and queues as C structs. An item's ``state`` is read back as a
+plain ``int`` there (an :class:`ItemState` in plain Python): compare it with ``==``.
 """
 
 from __future__ import annotations
@@ -78,12 +84,12 @@ class SectorQueue:
         if priority == "edd":
             while True:
                 _, _, token, item = heapq.heappop(self._edd)
-                if item.state is ItemState.QUEUED and item.qtoken == token:
+                if item.state == ItemState.QUEUED and item.qtoken == token:
                     break
         else:
             while True:
                 token, item = self._fifo.popleft()
-                if item.state is ItemState.QUEUED and item.qtoken == token:
+                if item.state == ItemState.QUEUED and item.qtoken == token:
                     break
         item.state = ItemState.IN_SERVICE
         self.n -= 1
@@ -96,7 +102,7 @@ class SectorQueue:
         ones; when they outnumber the live ones they are dropped here (same order, so
         nothing observable changes), or every snapshot of a long EDD run would walk
         the whole history of the queue."""
-        live = [it for tok, it in self._fifo if it.state is ItemState.QUEUED and it.qtoken == tok]
+        live = [it for tok, it in self._fifo if it.state == ItemState.QUEUED and it.qtoken == tok]
         if len(self._fifo) > 2 * len(live) + 64:
             self._fifo = deque((it.qtoken, it) for it in live)
         return live
