@@ -39,6 +39,46 @@ OFF = WorkerState.OFF_SHIFT
 _EPS = 1e-9  # minutes: clock comparisons, as in the model
 
 
+class State:
+    """The model's per-event state, read once per tick instead of once per use.
+
+    The same lists as the model's (never copies: the reference handlers that run in
+    between change them in place), so compiled, every use is a C struct member instead
+    of an attribute lookup on the model. The model's counters that are plain numbers
+    (items arrived, exited, ...) are not here: they are written back to the model.
+    """
+
+    def __init__(self, m: Any) -> None:
+        self.m = m
+        self.heap = m._heap
+        self.count = m.count
+        self.acc_loc = m.acc_loc
+        self.acc_flex = m.acc_flex
+        self.acc_home = m.acc_home
+        self.idle = m._idle
+        self.queues = m.queues
+        self.priority = m._priority
+        self.stations = m._stations
+        self.down = m.down
+        self.outage = m.outage
+        self.service = m._service
+        self.eff = m._eff
+        self.flex_eff = m._flex_eff
+        self.processed = m.processed
+        self.sector_time_sum = m.sector_time_sum
+        self.misses = m.misses
+        self.sector_arrived = m.sector_arrived
+        self.tick_in = m._tick_in
+        self.tick_out = m._tick_out
+        self.overtime_ok = m._overtime_ok
+        self.routes = m._routes
+        self.rng_routing = m._rng_routing
+        self.item_classes = m.scenario.item_classes
+        self.sector_index = m.sector_index
+        self.max_overtime = m.scenario.workforce.max_overtime_minutes
+        self.log = m.event_log
+
+
 def run_until(m: Any, stop: float) -> None:
     """Step ``m`` (counting Mesa's steps as its wrapped ``step`` does) until ``stop``."""
     while m.minute < stop - _EPS:
@@ -73,7 +113,8 @@ def step(m: Any) -> None:
 
 def advance(m: Any, end: float) -> None:
     """:meth:`OperationModel._advance`: every arrival and event before ``end``, in order."""
-    heap = m._heap
+    st = State(m)
+    heap = st.heap
     arr = m._arrivals
     handlers = m._HANDLERS
     while True:
@@ -90,7 +131,7 @@ def advance(m: Any, end: float) -> None:
         if t_arr < t_evt:
             if t_arr >= end:
                 return
-            arrive(m, arr.classes[i], t_arr)
+            arrive(st, arr.classes[i], t_arr)
             arr.i = i + 1
             continue
         if t_evt >= end:
@@ -101,42 +142,44 @@ def advance(m: Any, end: float) -> None:
         b = heap.pb
         if kind == COMPLETE:
             if a.token == b:
-                complete(m, a, t)
+                complete(st, a, t)
         elif kind == DUE:
-            due(m, a)
+            due(st, a)
         else:
             handlers[kind](m, t, a, b)
+            st = State(m)  # a reference handler may have changed anything
 
 
-def due(m: Any, item: Any) -> None:
+def due(st: Any, item: Any) -> None:
     """:meth:`OperationModel._on_due`: the item's due time passed before it left."""
     if item.state != DONE and not item.late:
         item.late = True
-        m.misses[item.sector] += 1
+        st.misses[item.sector] += 1
 
 
-def arrive(m: Any, cls: int, t: float) -> None:
-    c = m.scenario.item_classes[cls]
-    s = m.sector_index[c.entry]
+def arrive(st: Any, cls: int, t: float) -> None:
+    m = st.m
+    c = st.item_classes[cls]
+    s = st.sector_index[c.entry]
     item = Item(m._next_item_id, cls, t, c.due.due_minute(t), s)
     m._next_item_id += 1
     m.arrived += 1
-    heap = m._heap
+    heap = st.heap
     heap.push(item.due, OTHER_PRIORITY, DUE, item, None)
-    enter(m, item, s, t)
+    enter(st, item, s, t)
 
 
-def enter(m: Any, item: Any, s: int, t: float) -> None:
+def enter(st: Any, item: Any, s: int, t: float) -> None:
     item.sector = s
     item.sector_arrive = t
-    m.sector_arrived[s] += 1
-    m._tick_in[s] += 1
-    log = m.event_log
+    st.sector_arrived[s] += 1
+    st.tick_in[s] += 1
+    log = st.log
     if log is not None:
         log.items.append((item.id, item.cls, s, "arrive", t, -1))
         log.floor.append(("item_arrive", t, item.id, item.cls, s, item.due))
-    queue_push(m.queues[s], item)
-    dispatch(m, s, t)
+    queue_push(st.queues[s], item)
+    dispatch_st(st, s, t)
 
 
 def queue_push(q: Any, item: Any) -> None:
@@ -171,29 +214,34 @@ def queue_pop(q: Any, priority: str) -> Any:
     return item
 
 
-def stations_free(m: Any, s: int) -> bool:
-    c = m.count[s]
+def stations_free(st: Any, s: int) -> bool:
+    c = st.count[s]
     busy = c[3] + c[6]  # BUSY, OVERTIME
-    return busy < m._stations[s] - m.down[s] - m.outage[s]
+    return busy < st.stations[s] - st.down[s] - st.outage[s]
 
 
 def dispatch(m: Any, s: int, t: float) -> None:
     """:meth:`OperationModel._dispatch`: idle workers of ``s`` take its waiting work."""
-    idle = m._idle[s]
-    q = m.queues[s]
-    while idle and q.n and stations_free(m, s):
-        start(m, next(reversed(idle)), queue_pop(q, m._priority[s]), t, BUSY)
+    dispatch_st(State(m), s, t)
 
 
-def start(m: Any, w: Any, item: Any, t: float, state: Any) -> None:
+def dispatch_st(st: Any, s: int, t: float) -> None:
+    """:func:`dispatch` inside the loop, on the tick's :class:`State`."""
+    idle = st.idle[s]
+    q = st.queues[s]
+    while idle and q.n and stations_free(st, s):
+        start(st, next(reversed(idle)), queue_pop(q, st.priority[s]), t, BUSY)
+
+
+def start(st: Any, w: Any, item: Any, t: float, state: Any) -> None:
     s = w.sector
     w.item = item
-    move(m, w, state, s, t)
-    log = m.event_log
+    move(st, w, state, s, t)
+    log = st.log
     if log is not None:
         log.items.append((item.id, item.cls, s, "start", t, w.unique_id))
         log.floor.append(("item_start", t, item.id, s, w.unique_id))
-    ds = m._service[s]
+    ds = st.service[s]
     i = ds._i
     buf = ds._buf
     if i >= len(buf):
@@ -201,24 +249,25 @@ def start(m: Any, w: Any, item: Any, t: float, state: Any) -> None:
         i = 0
     x = buf[i]
     ds._i = i + 1
-    eff = m._flex_eff if w.flex else m._eff[w.home][s]
+    eff = st.flex_eff if w.flex else st.eff[w.home][s]
     duration = x / eff
-    heap = m._heap
+    heap = st.heap
     heap.push(t + duration, OTHER_PRIORITY, COMPLETE, w, w.token)
 
 
-def complete(m: Any, w: Any, t: float) -> None:
+def complete(st: Any, w: Any, t: float) -> None:
+    m = st.m
     item = w.item
     w.item = None
     s = w.sector
-    m.processed[s] += 1
-    m._tick_out[s] += 1
-    m.sector_time_sum[s] += t - item.sector_arrive
-    log = m.event_log
+    st.processed[s] += 1
+    st.tick_out[s] += 1
+    st.sector_time_sum[s] += t - item.sector_arrive
+    log = st.log
     if log is not None:
         log.items.append((item.id, item.cls, s, "finish", t, w.unique_id))
         log.floor.append(("item_finish", t, item.id, s, w.unique_id))
-    nxt = next_sector(m, item.cls, s)
+    nxt = next_sector(st, item.cls, s)
     if nxt < 0:
         item.state = DONE
         m.exited += 1
@@ -226,55 +275,55 @@ def complete(m: Any, w: Any, t: float) -> None:
         if not item.late:
             m.on_time += 1
     else:
-        enter(m, item, nxt, t)
+        enter(st, item, nxt, t)
     if w.state is OVERTIME:
         used = w.overtime_used + (t - w.since)
-        q = m.queues[s]
-        limit = m.scenario.workforce.max_overtime_minutes
-        if m._overtime_ok[s] and q.n and used < limit and stations_free(m, s):
-            start(m, w, queue_pop(q, m._priority[s]), t, OVERTIME)
+        q = st.queues[s]
+        limit = st.max_overtime
+        if st.overtime_ok[s] and q.n and used < limit and stations_free(st, s):
+            start(st, w, queue_pop(q, st.priority[s]), t, OVERTIME)
         else:
             w.token += 1
-            move(m, w, OFF, w.home, t)
+            move(st, w, OFF, w.home, t)
             if log is not None:
                 log.floor.append(("clock_out", t, w.unique_id))
     else:
-        move(m, w, IDLE, s, t)
-        dispatch(m, s, t)
+        move(st, w, IDLE, s, t)
+        dispatch_st(st, s, t)
 
 
-def next_sector(m: Any, cls: int, s: int) -> int:
-    route = m._routes[cls][s]
+def next_sector(st: Any, cls: int, s: int) -> int:
+    route = st.routes[cls][s]
     if route is None:
         return -1
     targets, cum = route
     if len(targets) == 1 and cum[0] >= 1.0:
         return targets[0]
-    u = float(m._rng_routing.random())
+    u = float(st.rng_routing.random())
     for k in range(len(targets)):
         if u < cum[k]:
             return targets[k]
     return -1
 
 
-def move(m: Any, w: Any, state: Any, sector: int, t: float) -> None:
+def move(st: Any, w: Any, state: Any, sector: int, t: float) -> None:
     """:func:`twin.staffing.move`: the one state change, with every account kept."""
     d = t - w.since
     old_s = w.sector
     old_state = w.state
-    m.acc_loc[old_s][old_state] += d
+    st.acc_loc[old_s][old_state] += d
     if w.flex:
-        m.acc_flex[old_s][old_state] += d
+        st.acc_flex[old_s][old_state] += d
     else:
-        m.acc_home[w.home][old_state] += d
+        st.acc_home[w.home][old_state] += d
         if old_state is OVERTIME:
             w.overtime_used += d
-    m.count[old_s][old_state] -= 1
-    m.count[sector][state] += 1
+    st.count[old_s][old_state] -= 1
+    st.count[sector][state] += 1
     if old_state is IDLE:
-        del m._idle[old_s][w]
+        del st.idle[old_s][w]
     if state is IDLE:
-        m._idle[sector][w] = None
+        st.idle[sector][w] = None
     w.state = state
     w.sector = sector
     w.since = t
