@@ -39,6 +39,7 @@ else:
         [
             Extension("twin._core_heap", ["twin/_core_heap.pyx"], optional=True),
             Extension("twin.queues", ["twin/queues.py"], optional=True),
+            Extension("twin.worker_record", ["twin/worker_record.py"], optional=True),
             Extension("twin._core", ["twin/_core.py"], optional=True),
         ],
         compiler_directives={

@@ -3,6 +3,7 @@
 import cython
 from twin._core_heap cimport EventHeap
 from twin.queues cimport Item, SectorQueue
+from twin.worker_record cimport WorkerRecord
 
 cdef double INF
 cdef double _EPS
@@ -51,13 +52,13 @@ cpdef void dispatch(object m, Py_ssize_t s, double t) except *
 cdef void dispatch_st(State st, Py_ssize_t s, double t) except *
 
 @cython.locals(heap=EventHeap, s=Py_ssize_t, i=Py_ssize_t, buf=list, x=double, eff=double, duration=double)
-cdef void start(State st, object w, Item item, double t, object state) except *
+cdef void start(State st, WorkerRecord w, Item item, double t, object state) except *
 
 @cython.locals(s=Py_ssize_t, nxt=Py_ssize_t, used=double, limit=double, item=Item, q=SectorQueue)
-cdef void complete(State st, object w, double t) except *
+cdef void complete(State st, WorkerRecord w, double t) except *
 
 @cython.locals(u=double, k=Py_ssize_t, cum=list, targets=list)
 cdef Py_ssize_t next_sector(State st, object cls, Py_ssize_t s) except? -2
 
 @cython.locals(d=double, old_s=Py_ssize_t)
-cdef void move(State st, object w, object state, Py_ssize_t sector, double t) except *
+cdef void move(State st, WorkerRecord w, object state, Py_ssize_t sector, double t) except *

@@ -2,8 +2,9 @@
 
 The reference is the Python event loop of :class:`~twin.model.OperationModel`; the
 compiled core (``twin/_core.py`` with the C types of ``twin/_core.pxd``, its event
-heap ``twin/_core_heap.pyx``, and work items and queues as extension types,
-``twin/queues.py`` with ``twin/queues.pxd``, built by Cython) does the same on the
+heap ``twin/_core_heap.pyx``, and work items, queues and workers' hot fields as
+extension types, ``twin/queues.py`` and ``twin/worker_record.py`` with their ``.pxd``
+files, built by Cython) does the same on the
 same state, several times faster; ``tests/test_core_diff.py`` keeps the two
 identical. ``pip install -e .`` builds it where a C compiler is present; where none is,
 the install still succeeds and the reference runs, with a warning. The environment
@@ -29,11 +30,11 @@ CHOICES = ("compiled", "python")
 
 def _load() -> tuple[ModuleType, type] | None:
     """The compiled core and its event heap's type, if they are built; else None."""
-    from twin import queues
+    from twin import queues, worker_record
 
-    # the compiled core reads items as C structs: it must never meet the plain Python
-    # classes (a build where only some extensions compiled), so check before importing it
-    if str(queues.__file__).endswith(".py"):
+    # the compiled core reads items and workers as C structs: it must never meet the plain
+    # Python classes (a build where only some extensions compiled), so check first
+    if any(str(m.__file__).endswith(".py") for m in (queues, worker_record)):
         return None
     try:
         from twin import _core, _core_heap  # type: ignore[attr-defined]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import mesa
 
+from twin.worker_record import WorkerRecord
+
 if TYPE_CHECKING:
     from twin.model import OperationModel
     from twin.queues import Item
@@ -69,7 +71,7 @@ class _IdsKeptOnTheModel:
         return ids
 
 
-class Worker(mesa.Agent):
+class Worker(WorkerRecord, mesa.Agent):
     """A member of staff: a home sector, a shift (none for flex), and a current state.
 
     Unique ids count from 1 within each model, as in Mesa, but the counter lives on the
