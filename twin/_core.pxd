@@ -23,7 +23,7 @@ cdef class State:
 cpdef void run_until(object m, double stop) except *
 
 @cython.locals(tick=double, end=double, decay=double, gain=double, s=Py_ssize_t,
-               arrival_rate=list, completion_rate=list, tick_in=list, tick_out=list)
+               arrival_rate=list, completion_rate=list, tick_in=list, tick_out=list, st=State)
 cpdef void step(object m) except *
 
 @cython.locals(heap=EventHeap, times=list, i=Py_ssize_t, t_arr=double, t_evt=double, t=double,

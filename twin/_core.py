@@ -92,8 +92,9 @@ def step(m: Any) -> None:
     end = m.minute + tick
     if m._needs_dispatch:
         m._needs_dispatch = False
+        st = State(m)
         for s in range(len(m.sector_names)):
-            dispatch(m, s, m.minute)
+            dispatch_st(st, s, m.minute)
     advance(m, end)
     decay = math.exp(-tick / RATE_TIME_CONSTANT_MINUTES)
     gain = (1.0 - decay) * 60.0 / tick

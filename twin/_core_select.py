@@ -4,11 +4,11 @@ The reference is the Python event loop of :class:`~twin.model.OperationModel`; t
 compiled core (``twin/_core.py`` with the C types of ``twin/_core.pxd``, its event
 heap ``twin/_core_heap.pyx``, and work items, queues and workers' hot fields as
 extension types, ``twin/queues.py`` and ``twin/worker_record.py`` with their ``.pxd``
-files, built by Cython) does the same on the
-same state, several times faster; ``tests/test_core_diff.py`` keeps the two
-identical. ``pip install -e .`` builds it where a C compiler is present; where none is,
-the install still succeeds and the reference runs, with a warning. The environment
-variable ``SYNCTWIN_CORE`` chooses, read once at import:
+files, built by Cython) does the same on the same state, several times faster;
+``tests/test_core_diff.py`` keeps the two identical. ``pip install -e .`` builds it
+where a C compiler is present; where none is, the install still succeeds and the
+reference runs, with a warning. The environment variable ``SYNCTWIN_CORE`` chooses,
+read once at import:
 
 - unset or ``compiled``: the compiled core if it is built, else the reference (warned);
 - ``python``: the reference, always.

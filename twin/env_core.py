@@ -165,7 +165,7 @@ class EnvCore:
         if self.model.done:
             raise RuntimeError("the episode is over (horizon reached): call reset()")
         # the whole step, observation and reward too, makes no reference cycles
-        # (tests/test_collector.py): the collector's passes would be its largest cost
+        # (tests/test_collector.py), so the collector's passes can wait until it is done
         with collector_paused():
             # ``apply`` first, then ``run_for`` without ``actions``: run_for skips an empty
             # mapping, while ``apply({})`` still dispatches every sector, as always here

@@ -358,6 +358,7 @@ def bench_serve(
         return [json.dumps({"snapshot": s, **options}).encode() for s in shots]
 
     no_impact = bodies({"impact": False})
+    impact_defaults = bodies({"impact": True})
     result: dict[str, Any] = {
         "machine": {
             "python": platform.python_version(),
@@ -406,10 +407,10 @@ def bench_serve(
             # fewer where the screen stopped an arm that could not save min_saving
             result["changed_sectors_per_request"] = round(float(np.mean(changed)), 2)
             result["impact_default"]["rollouts"] = screen_counts(
-                url, bodies({"impact": True}), AdviceOptions().samples
+                url, impact_defaults, AdviceOptions().samples
             )
             result["policy_during_impact"] = policy_during_impact(
-                url, bodies({"impact": True}), n=max(200, requests)
+                url, impact_defaults, n=max(200, requests)
             )
             mem = _rss_kb(server.proc.pid)
             result["rss_mb"] = round(mem["VmRSS"] / 1024, 1)
@@ -440,12 +441,13 @@ def bench_serve(
             with Server(bundle, Path(tmp) / "decisions-3.jsonl", env=env) as server:
                 server.wait_ready()
                 _warm_workers(server.proc.pid)
-                impact = bodies({"impact": True})
                 result["rollouts_on_one_cpu"] = {
                     "cpu": spare,
-                    "impact_default": sequential(server.url, impact, impact_requests, warmup=2),
+                    "impact_default": sequential(
+                        server.url, impact_defaults, impact_requests, warmup=2
+                    ),
                     "policy_during_impact": policy_during_impact(
-                        server.url, impact, n=max(200, requests)
+                        server.url, impact_defaults, n=max(200, requests)
                     ),
                 }
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
